@@ -1,0 +1,59 @@
+# ReviewBot — every README command is a target here.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+API_PY := .venv/bin/python
+RASA_PY := .venv-rasa/bin/python
+USER ?= alice
+ROLE ?= client
+
+.PHONY: help setup train migrate run test test-api test-actions validate lint token bench nlu-report clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.venv/.installed: requirements/api.lock
+	@py=$$(scripts/find-python.sh 3.11) && rm -rf .venv && "$$py" -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q -r requirements/api.lock
+	touch $@
+
+.venv-rasa/.installed: requirements/rasa.lock
+	@py=$$(scripts/find-python.sh 3.10) && rm -rf .venv-rasa && "$$py" -m venv .venv-rasa
+	.venv-rasa/bin/pip install -q -r requirements/rasa.lock
+	touch $@
+
+setup: .venv/.installed .venv-rasa/.installed ## create both environments (API 3.11, Rasa 3.10)
+
+train: .venv-rasa/.installed ## train the Rasa model if its inputs changed
+	@scripts/train-model.sh >/dev/null
+
+migrate: .venv/.installed ## apply database migrations to DATABASE_URL
+	.venv/bin/alembic upgrade head
+
+run: setup train migrate ## set up and start Rasa (:5005), actions (:5055) and the API (:8000)
+	scripts/run-stack.sh
+
+validate: .venv-rasa/.installed ## check the Rasa training data
+	RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
+	  --data rasa_project/data --fail-on-warnings
+
+test-actions: .venv-rasa/.installed ## unit tests of the custom actions (Rasa's Python)
+	@if [ -d tests/actions ]; then PYTHONPATH=. .venv-rasa/bin/python -m pytest -q tests/actions; fi
+
+test-api: setup train ## API, connector, integration and end-to-end tests (Python 3.11)
+	.venv/bin/python -m pytest -q tests --ignore=tests/actions
+
+test: setup train validate test-actions test-api ## everything: set-up, data validation and all tests
+
+lint: .venv/.installed ## ruff and mypy
+	.venv/bin/ruff check conversation_api connectors tests benchmarks
+	.venv/bin/mypy conversation_api
+
+token: .venv/.installed ## mint a dev token: make token USER=alice ROLE=client|csr|admin
+	@.venv/bin/python -m conversation_api.tokens --user "$(USER)" --role "$(ROLE)"
+
+bench: setup train ## throughput and latency of the API and of Rasa (PostgreSQL)
+	.venv/bin/python benchmarks/bench_messages.py
+
+clean: ## remove environments, models and the local database
+	rm -rf .venv .venv-rasa models reviewbot.db*

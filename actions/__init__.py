@@ -1,0 +1,1 @@
+"""ReviewBot custom actions (rasa-sdk imports every module in this package)."""

@@ -1,0 +1,1 @@
+"""Edges to the outside world: one package per external system."""

@@ -1,0 +1,112 @@
+"""Rasa input channel that answers one user message with replies *and* NLU results.
+
+Loaded by the Rasa server (Python 3.10) from credentials.yml as
+`connectors.rasa.channel.ReviewBotInput`. Rasa's REST channel returns only the
+bot's messages and hides errors as `[]`; this channel returns
+`{messages, intent, confidence, entities, slots, events, paused}` in one call,
+and answers 500 when the turn fails, so the gateway can tell failure from silence.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.shared.core.events import UserUttered
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+log = logging.getLogger(__name__)
+
+# Events after the user's message that the gateway may act on (handoff, workflows).
+REPORTED_EVENTS = {"slot", "action", "pause", "resume", "active_loop", "followup", "reset_slots"}
+
+
+def turn_events(tracker: Any) -> List[Dict[str, Any]]:
+    """Events the bot produced for the latest user message, oldest first."""
+    produced: List[Dict[str, Any]] = []
+    for event in reversed(tracker.events):
+        if isinstance(event, UserUttered):
+            break
+        data = event.as_dict()
+        if data.get("event") in REPORTED_EVENTS:
+            data.pop("timestamp", None)
+            produced.append(data)
+    produced.reverse()
+    return produced
+
+
+def turn_result(tracker: Any, messages: List[Dict[str, Any]]) -> Dict[str, Any]:
+    parse = tracker.latest_message.parse_data if tracker.latest_message else {}
+    intent = parse.get("intent") or {}
+    return {
+        "messages": messages,
+        "intent": intent.get("name"),
+        "confidence": intent.get("confidence"),
+        "entities": [
+            {k: e.get(k) for k in ("entity", "value", "start", "end", "confidence_entity", "role", "group") if k in e}
+            for e in parse.get("entities", [])
+        ],
+        "slots": {k: v for k, v in tracker.current_slot_values().items() if v is not None},
+        "events": turn_events(tracker),
+        "paused": tracker.is_paused(),
+    }
+
+
+class ReviewBotInput(InputChannel):
+    """`POST /webhooks/reviewbot/webhook {sender, message, metadata}`."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "reviewbot"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        token = (credentials or {}).get("token") or os.environ.get("RASA_TOKEN") or None
+        return cls(token=token)
+
+    def __init__(self, token: Optional[Text] = None) -> None:
+        self.token = token
+
+    def _authorised(self, request: Request) -> bool:
+        if not self.token:
+            return True
+        supplied = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.token}"
+        return hmac.compare_digest(supplied.encode(), expected.encode())
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        hook = Blueprint("reviewbot_webhook", __name__)
+
+        @hook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @hook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            if not self._authorised(request):
+                return response.json({"error": "invalid or missing bearer token"}, status=401)
+            body = request.json or {}
+            sender = body.get("sender")
+            text = body.get("message")
+            if not isinstance(sender, str) or not sender or not isinstance(text, str):
+                return response.json({"error": "sender and message (strings) are required"}, status=400)
+            metadata = body.get("metadata") or {}
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                )
+                tracker = await request.app.ctx.agent.tracker_store.retrieve(sender)
+            except Exception:  # the gateway must see failure, not an empty reply
+                log.exception("turn failed sender=%s", sender)
+                return response.json({"error": "the bot failed to process the message"}, status=500)
+            if tracker is None:
+                return response.json({"error": "no tracker after the turn"}, status=500)
+            return response.json(turn_result(tracker, collector.messages))
+
+        return hook

@@ -1,0 +1,1 @@
+"""ReviewBot conversation API: the gateway between customers, the bot and CSRs."""

@@ -1,0 +1,59 @@
+"""The bot port: what the gateway needs from a conversational engine.
+
+The Rasa adapter lives in `connectors/rasa/client.py`; tests may pass any object
+with the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BotUnavailable(Exception):
+    """The bot could not produce a reply (down, timing out, or answering with an error)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class BotMessage:
+    text: str
+    buttons: list[dict[str, Any]] | None = None
+    image: str | None = None
+    custom: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any] | None:
+        extra = {k: v for k, v in (("buttons", self.buttons), ("image", self.image), ("custom", self.custom)) if v}
+        return extra or None
+
+
+@dataclass(frozen=True, slots=True)
+class BotTurn:
+    """One user message run through the bot: its replies and what NLU understood."""
+
+    messages: list[BotMessage]
+    intent: str | None = None
+    confidence: float | None = None
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    slots: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    paused: bool = False
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m.text for m in self.messages if m.text)
+
+
+class Bot(Protocol):
+    async def send(self, *, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
+        """Run one user message through the bot; raise BotUnavailable on failure."""
+        ...
+
+    async def ping(self) -> None:
+        """Return when the bot answers; raise BotUnavailable otherwise."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,79 @@
+"""Tables for conversations and messages."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from conversation_api.db import Base, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Sender(str, enum.Enum):
+    user = "user"
+    bot = "bot"
+    csr = "csr"
+
+
+class HandoffState(str, enum.Enum):
+    bot = "bot"
+    pending_human = "pending_human"
+    with_human = "with_human"
+
+
+class Channel(str, enum.Enum):
+    api = "api"
+    whatsapp = "whatsapp"
+
+
+def new_conversation_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Conversation(Base):
+    __tablename__ = "conversation"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_conversation_id)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False)
+    channel: Mapped[str] = mapped_column(String(32), nullable=False, default=Channel.api.value)
+    handoff_state: Mapped[HandoffState] = mapped_column(
+        Enum(HandoffState, name="handoff_state", native_enum=False, length=32),
+        nullable=False,
+        default=HandoffState.bot,
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (Index("ix_conversation_user_updated", "user_id", "updated_at"),)
+
+
+class Message(Base):
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("conversation.id", ondelete="CASCADE"), nullable=False
+    )
+    sender: Mapped[Sender] = mapped_column(
+        Enum(Sender, name="sender", native_enum=False, length=16), nullable=False
+    )
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    intent: Mapped[str | None] = mapped_column(String(128))
+    entities: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    channel: Mapped[str] = mapped_column(String(32), nullable=False, default=Channel.api.value)
+    external_id: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (
+        Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        Index("uq_message_channel_external_id", "channel", "external_id", unique=True),
+    )

@@ -1,0 +1,86 @@
+"""HTTP routes of the seed API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from conversation_api.conversations import service
+from conversation_api.conversations.schemas import (
+    ConversationListResponse,
+    ConversationOut,
+    HistoryResponse,
+    MessageOut,
+    ReplyMessage,
+    SendMessageRequest,
+    SendMessageResponse,
+)
+from conversation_api.deps import CurrentUser, GatewayDep, SessionDep, may_act_as, may_read_user
+
+router = APIRouter(prefix="/api/v1", tags=["conversations"])
+
+ERRORS = {
+    401: {"description": "Missing, expired or forged token."},
+    403: {"description": "The token may not act for this user."},
+    404: {"description": "Unknown conversation, or one that belongs to someone else."},
+    422: {"description": "Invalid body or parameters; `detail` names the field."},
+    503: {"description": "The database or the bot is unavailable. A user message that reached the "
+                         "database stays stored; the body carries `conversation_id` and `message_id`."},
+}
+
+UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+
+
+@router.post("/messages", response_model=SendMessageResponse, responses=ERRORS)
+async def send_message(body: SendMessageRequest, principal: CurrentUser, gateway: GatewayDep) -> SendMessageResponse:
+    """Send a customer message; the bot's reply (or, after a handoff, an empty one) comes back."""
+    may_act_as(principal, body.user_id)
+    reply = await gateway.handle(user_id=body.user_id, conversation_id=body.conversation_id or None,
+                                 text=body.message)
+    return SendMessageResponse(
+        conversation_id=reply.conversation_id,
+        user_id=reply.user_id,
+        message=reply.text,
+        messages=[ReplyMessage(text=m.text, buttons=m.buttons, image=m.image, custom=m.custom)
+                  for m in reply.messages],
+        handoff_state=reply.handoff_state,
+    )
+
+
+@router.get("/user/{user_id}/messages/{conversation_id}", response_model=HistoryResponse, responses=ERRORS)
+async def conversation_history(
+    user_id: UserIdPath,
+    conversation_id: Annotated[str, Path(max_length=64)],
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Only messages with a smaller id.")] = None,
+) -> HistoryResponse:
+    """The conversation's messages, oldest first, a page at a time."""
+    may_read_user(principal, user_id)
+    await service.get_owned(session=session, conversation_id=conversation_id, user_id=user_id)
+    messages, has_more = await service.history(
+        session=session, conversation_id=conversation_id, limit=limit, before=before
+    )
+    return HistoryResponse(
+        conversation_id=conversation_id,
+        user_id=user_id,
+        messages=[MessageOut.of(m) for m in messages],
+        next_before=messages[0].id if has_more and messages else None,
+    )
+
+
+@router.get("/user/{user_id}/conversations", response_model=ConversationListResponse, responses=ERRORS)
+async def list_conversations(
+    user_id: UserIdPath,
+    principal: CurrentUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[datetime | None, Query(description="Only conversations last active before this time.")] = None,
+) -> ConversationListResponse:
+    """The user's conversations, most recently active first."""
+    may_read_user(principal, user_id)
+    conversations = await service.list_for_user(session=session, user_id=user_id, limit=limit, before=before)
+    return ConversationListResponse(user_id=user_id, conversations=[ConversationOut.of(c) for c in conversations])

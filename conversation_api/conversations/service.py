@@ -1,0 +1,111 @@
+"""Service verbs over conversations and messages. Callers own the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conversation_api.conversations.models import Channel, Conversation, Message, Sender
+from conversation_api.db import utcnow
+from conversation_api.errors import ConversationNotFound
+
+
+async def get(*, session: AsyncSession, conversation_id: str) -> Conversation | None:
+    return await session.get(Conversation, conversation_id)
+
+
+async def get_owned(*, session: AsyncSession, conversation_id: str, user_id: str) -> Conversation:
+    """The conversation if it exists and belongs to `user_id`; otherwise ConversationNotFound.
+
+    Another user's conversation is reported exactly like a missing one, so ids leak nothing.
+    """
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user_id:
+        raise ConversationNotFound(conversation_id)
+    return conversation
+
+
+async def create(
+    *, session: AsyncSession, user_id: str, channel: str = Channel.api.value, conversation_id: str | None = None
+) -> Conversation:
+    now = utcnow()
+    conversation = Conversation(user_id=user_id, channel=channel, created_at=now, updated_at=now)
+    if conversation_id:
+        conversation.id = conversation_id
+    session.add(conversation)
+    await session.flush()
+    return conversation
+
+
+async def append_message(
+    *,
+    session: AsyncSession,
+    conversation: Conversation,
+    sender: Sender,
+    text: str,
+    intent: str | None = None,
+    entities: list[dict[str, Any]] | None = None,
+    confidence: float | None = None,
+    payload: dict[str, Any] | None = None,
+    external_id: str | None = None,
+    created_at: datetime | None = None,
+) -> Message:
+    now = created_at or utcnow()
+    message = Message(
+        conversation_id=conversation.id,
+        sender=sender,
+        text=text,
+        created_at=now,
+        intent=intent,
+        entities=entities,
+        confidence=confidence,
+        payload=payload,
+        channel=conversation.channel,
+        external_id=external_id,
+    )
+    session.add(message)
+    conversation.updated_at = now
+    await session.flush()
+    return message
+
+
+async def record_understanding(
+    *,
+    session: AsyncSession,
+    message_id: int,
+    intent: str | None,
+    entities: list[dict[str, Any]],
+    confidence: float | None,
+) -> None:
+    await session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(intent=intent, entities=entities, confidence=confidence)
+    )
+
+
+async def history(
+    *, session: AsyncSession, conversation_id: str, limit: int, before: int | None = None
+) -> tuple[Sequence[Message], bool]:
+    """Up to `limit` messages older than `before` (a message id), oldest first, and whether more exist."""
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if before is not None:
+        query = query.where(Message.id < before)
+    rows = (await session.scalars(query.order_by(Message.id.desc()).limit(limit + 1))).all()
+    has_more = len(rows) > limit
+    return list(reversed(rows[:limit])), has_more
+
+
+async def list_for_user(
+    *, session: AsyncSession, user_id: str, limit: int, before: datetime | None = None
+) -> Sequence[Conversation]:
+    """The user's conversations, most recently active first."""
+    query = select(Conversation).where(Conversation.user_id == user_id)
+    if before is not None:
+        query = query.where(Conversation.updated_at < before)
+    query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()

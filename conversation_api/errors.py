@@ -1,0 +1,79 @@
+"""Typed errors raised at boundaries, and their one mapping to HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotAuthenticated(ApiError):
+    status_code = 401
+    code = "not_authenticated"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ConversationNotFound(ApiError):
+    status_code = 404
+    code = "conversation_not_found"
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"conversation {conversation_id!r} not found", conversation_id=conversation_id)
+
+
+class Conflict(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class BotUnavailableError(ApiError):
+    """The message was stored but the bot could not answer it."""
+
+    status_code = 503
+    code = "bot_unavailable"
+
+
+class DatabaseUnavailable(ApiError):
+    status_code = 503
+    code = "database_unavailable"
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"code": code, "detail": detail, **extra}
+
+
+async def _api_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    return JSONResponse(error_body(error.code, error.detail, **error.extra), error.status_code, headers=headers)
+
+
+async def _database_down(request: Request, error: Exception) -> JSONResponse:
+    log.error("database unavailable path=%s error=%s", request.url.path, type(error).__name__)
+    body = error_body(DatabaseUnavailable.code, "the database is unavailable; try again shortly")
+    return JSONResponse(body, 503, headers={"Retry-After": "5"})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError):
+        app.add_exception_handler(error, _database_down)

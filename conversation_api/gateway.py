@@ -1,0 +1,134 @@
+"""The message gateway: store each customer message, route it to the bot, store the reply.
+
+Every channel (the HTTP API, WhatsApp) goes through `MessageGateway.handle`, so
+persistence, routing and ordering are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
+from conversation_api.conversations import service
+from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
+from conversation_api.errors import BotUnavailableError
+from conversation_api.locks import ConversationLocks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class GatewayReply:
+    conversation_id: str
+    user_id: str
+    user_message_id: int
+    messages: list[BotMessage] = field(default_factory=list)
+    handoff_state: HandoffState = HandoffState.bot
+    turn: BotTurn | None = None
+
+    @property
+    def text(self) -> str:
+        return "\n".join(m.text for m in self.messages if m.text)
+
+
+class MessageGateway:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bot: Bot,
+        locks: ConversationLocks,
+    ) -> None:
+        self._sessions = sessions
+        self._bot = bot
+        self._locks = locks
+
+    async def handle(
+        self,
+        *,
+        user_id: str,
+        conversation_id: str | None,
+        text: str,
+        channel: str = Channel.api.value,
+        external_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> GatewayReply:
+        """Store the message, ask the bot unless a human has the conversation, store the reply.
+
+        Raises ConversationNotFound for an unknown or foreign conversation and
+        BotUnavailableError (after the message is stored) when the bot fails.
+        """
+        if conversation_id:
+            async with self._locks.hold(conversation_id):
+                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
+        return await self._handle(user_id, None, text, channel, external_id, metadata)
+
+    async def _handle(
+        self,
+        user_id: str,
+        conversation_id: str | None,
+        text: str,
+        channel: str,
+        external_id: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> GatewayReply:
+        async with self._sessions() as session:
+            async with session.begin():
+                if conversation_id:
+                    conversation = await service.get_owned(
+                        session=session, conversation_id=conversation_id, user_id=user_id
+                    )
+                else:
+                    conversation = await service.create(session=session, user_id=user_id, channel=channel)
+                message = await service.append_message(
+                    session=session, conversation=conversation, sender=Sender.user, text=text,
+                    external_id=external_id,
+                )
+            reply = GatewayReply(
+                conversation_id=conversation.id,
+                user_id=user_id,
+                user_message_id=message.id,
+                handoff_state=conversation.handoff_state,
+            )
+            if conversation.handoff_state is not HandoffState.bot:
+                log.info("routed to human conversation_id=%s state=%s", conversation.id,
+                         conversation.handoff_state.value)
+                return reply
+
+            try:
+                turn = await self._bot.send(
+                    sender_id=conversation.id,
+                    text=text,
+                    metadata={"user_id": user_id, "channel": conversation.channel, **(metadata or {})},
+                )
+            except BotUnavailable as exc:
+                log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
+                raise BotUnavailableError(
+                    f"the bot is unavailable ({exc.reason}); your message was saved",
+                    conversation_id=conversation.id,
+                    message_id=message.id,
+                ) from exc
+
+            async with session.begin():
+                await service.record_understanding(
+                    session=session, message_id=message.id, intent=turn.intent,
+                    entities=turn.entities, confidence=turn.confidence,
+                )
+                for bot_message in turn.messages:
+                    await self._store_bot_message(session, conversation, bot_message)
+            reply.messages = turn.messages
+            reply.turn = turn
+            log.info("bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent,
+                     len(turn.messages))
+            return reply
+
+    @staticmethod
+    async def _store_bot_message(session: AsyncSession, conversation: Any, bot_message: BotMessage) -> Message:
+        return await service.append_message(
+            session=session, conversation=conversation, sender=Sender.bot,
+            text=bot_message.text or bot_message.image or "", payload=bot_message.payload(),
+        )

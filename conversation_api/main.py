@@ -1,0 +1,55 @@
+"""create_app(): routers, error handlers and the lifespan that owns every connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from conversation_api import health
+from conversation_api.bot import Bot
+from conversation_api.container import build_container
+from conversation_api.conversations.router import router as conversations_router
+from conversation_api.errors import install_error_handlers
+from conversation_api.logging_setup import configure_logging
+from conversation_api.settings import Settings, get_settings
+
+DESCRIPTION = """
+The ReviewBot conversation API: customers' messages go in, the bot's (or a
+customer service representative's) replies come out, and every message is kept.
+
+Client calls need `Authorization: Bearer <JWT>` (HS256, claims `sub`, `role`, `exp`).
+"""
+
+
+def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = build_container(settings, bot=bot)
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(
+        title="ReviewBot conversation API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(conversations_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for `uvicorn --factory conversation_api.main:app_factory`."""
+    return create_app()

@@ -1,0 +1,78 @@
+"""All runtime configuration, read once from the environment and `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "changeme-development-only-secret-do-not-deploy"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./reviewbot.db"
+
+
+def normalise_database_url(url: str) -> str:
+    """Map plain DSNs to the async drivers the API uses."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    database_schema: str | None = Field(
+        default=None, description="PostgreSQL schema to use (search_path); tests isolate runs with it."
+    )
+    redis_url: str | None = None
+    rasa_url: str = "http://127.0.0.1:5005"
+    rasa_token: str | None = None
+    rasa_timeout: float = Field(default=10.0, gt=0)
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_public_key: str | None = Field(
+        default=None, description="PEM public key; when set, RS256 tokens are accepted too."
+    )
+    jwt_ttl_seconds: int = 3600
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_dsn(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url", "rasa_token", "jwt_public_key", "database_schema", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("rasa_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        if self.environment == "production":
+            if not self.jwt_secret or self.jwt_secret == DEFAULT_JWT_SECRET or "changeme" in self.jwt_secret:
+                raise ValueError("JWT_SECRET must be set to a real secret outside development")
+            if len(self.jwt_secret) < 32:
+                raise ValueError("JWT_SECRET must be at least 32 characters in production")
+            if not self.rasa_token:
+                raise ValueError("RASA_TOKEN must be set outside development")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
