@@ -28,7 +28,7 @@ train: .venv-rasa/.installed ## train the Rasa model if its inputs changed
 	@scripts/train-model.sh >/dev/null
 
 migrate: .venv/.installed ## apply database migrations to DATABASE_URL
-	.venv/bin/alembic upgrade head
+	.venv/bin/alembic upgrade heads
 
 run: setup train migrate ## set up and start Rasa (:5005), actions (:5055) and the API (:8000)
 	scripts/run-stack.sh
