@@ -145,7 +145,7 @@ class Database:
         self.business = business
         self._engine: Optional[Engine] = None
         self._ready = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         # One booking at a time in this process; PostgreSQL adds an advisory lock across processes.
         self.booking_lock = threading.Lock()
 
