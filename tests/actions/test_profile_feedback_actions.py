@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from rasa_sdk.executor import CollectingDispatcher
+
 from actions.crm import ActionGreet, ActionSessionStart, ActionUpdateContact, ActionViewProfile
 from actions.faq import ActionAnswerFaq
 from actions.feedback import ActionSubmitFeedback, ValidateFeedbackForm, parse_rating
@@ -138,3 +140,17 @@ async def test_accepting_the_human_offered_after_fallbacks(dispatcher):
                {"event": "action", "name": "action_listen"}]
     events = await ActionRequestHuman().run(dispatcher, make_tracker("yes", "affirm", events=history), {})
     assert slot_events(events)["handoff_reason"] == "repeated_fallback"
+
+
+async def test_first_fallback_asks_to_rephrase_second_offers_a_human(dispatcher):
+    from actions.handoff import ActionFallback
+
+    once = [{"event": "user", "parse_data": {"intent": {"name": "greet"}}}]
+    events = await ActionFallback().run(dispatcher, make_tracker("asdf", "nlu_fallback", events=once), {})
+    assert events == [] and dispatcher.messages[0]["response"] == "utter_please_rephrase"
+    twice = [{"event": "user", "parse_data": {"intent": {"name": "nlu_fallback"}}},
+             {"event": "action", "name": "action_fallback"}, {"event": "action", "name": "action_listen"}]
+    tracker = make_tracker("qwer", "nlu_fallback", events=twice)
+    tracker.events[-1]["parse_data"]["intent"]["name"] = "nlu_fallback"
+    events = await ActionFallback().run(CollectingDispatcher(), tracker, {})
+    assert events == [{"event": "followup", "timestamp": None, "name": "utter_offer_human"}]
