@@ -85,7 +85,10 @@ class MessageGateway:
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
                 message = await service.append_message(
-                    session=session, conversation=conversation, sender=Sender.user, text=text,
+                    session=session,
+                    conversation=conversation,
+                    sender=Sender.user,
+                    text=text,
                     external_id=external_id,
                 )
             reply = GatewayReply(
@@ -95,8 +98,9 @@ class MessageGateway:
                 handoff_state=conversation.handoff_state,
             )
             if conversation.handoff_state is not HandoffState.bot:
-                log.info("routed to human conversation_id=%s state=%s", conversation.id,
-                         conversation.handoff_state.value)
+                log.info(
+                    "routed to human conversation_id=%s state=%s", conversation.id, conversation.handoff_state.value
+                )
                 return reply
 
             try:
@@ -115,20 +119,27 @@ class MessageGateway:
 
             async with session.begin():
                 await service.record_understanding(
-                    session=session, message_id=message.id, intent=turn.intent,
-                    entities=turn.entities, confidence=turn.confidence,
+                    session=session,
+                    message_id=message.id,
+                    intent=turn.intent,
+                    entities=turn.entities,
+                    confidence=turn.confidence,
                 )
                 for bot_message in turn.messages:
                     await self._store_bot_message(session, conversation, bot_message)
             reply.messages = turn.messages
             reply.turn = turn
-            log.info("bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent,
-                     len(turn.messages))
+            log.info(
+                "bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent, len(turn.messages)
+            )
             return reply
 
     @staticmethod
     async def _store_bot_message(session: AsyncSession, conversation: Any, bot_message: BotMessage) -> Message:
         return await service.append_message(
-            session=session, conversation=conversation, sender=Sender.bot,
-            text=bot_message.text or bot_message.image or "", payload=bot_message.payload(),
+            session=session,
+            conversation=conversation,
+            sender=Sender.bot,
+            text=bot_message.text or bot_message.image or "",
+            payload=bot_message.payload(),
         )

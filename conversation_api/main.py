@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from conversation_api import health
 from conversation_api.bot import Bot
@@ -42,7 +41,6 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
     app.include_router(health.router)
