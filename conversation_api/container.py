@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conversation_api.auth import TokenDecoder
 from conversation_api.bot import Bot
+from conversation_api.channels import ChannelRegistry
 from conversation_api.db import create_engine, create_session_factory
 from conversation_api.gateway import MessageGateway
 from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
@@ -25,6 +26,7 @@ class Container:
     locks: ConversationLocks
     tokens: TokenDecoder
     gateway: MessageGateway
+    channels: ChannelRegistry
 
     async def aclose(self) -> None:
         await self.bot.aclose()
@@ -50,4 +52,5 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         locks=locks,
         tokens=TokenDecoder(settings),
         gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks),
+        channels=ChannelRegistry(),
     )
