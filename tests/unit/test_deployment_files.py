@@ -36,3 +36,20 @@ def test_docker_compose_config_accepts_the_file() -> None:
     missing = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"},
                              capture_output=True, text=True)
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubernetes_manifests_render_with_probes_and_secrets() -> None:
+    result = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    assert set(deployments) == {"api", "rasa", "actions"}
+    for deployment in deployments.values():
+        assert deployment["metadata"]["namespace"] == "reviewbot"
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"]
+        assert {"secretRef": {"name": "reviewbot-secrets"}} in container["envFrom"]
+    api = deployments["api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert any(d["kind"] == "HorizontalPodAutoscaler" for d in documents)
