@@ -460,3 +460,9 @@ async def test_a_client_never_reads_another_customers_conversation(desk: Desk) -
     async with desk.app.state.container.sessions() as session:
         texts = (await session.scalars(select(Message.text).where(Message.conversation_id == cid))).all()
     assert "hi" not in texts
+
+
+async def test_the_console_page_is_served(desk: Desk) -> None:
+    page = await desk.http.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "/api/v1/csr" in page.text and 'data-testid="claim"' in page.text
