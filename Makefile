@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench nlu-report clean
+.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,13 @@ test-stories: train ## run the Rasa test stories (every workflow) against the tr
 nlu-report: train ## NLU cross-validation (5 folds): intent accuracy and entity F1 into results/nlu-cv
 	@scripts/nlu-report.sh
 
-test-api: setup train ## API, connector, integration and end-to-end tests (Python 3.11)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: ## headless Chromium for the console's browser test (Debian packages, installed once)
+	@[ -x "$(CHROMIUM)" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+test-api: setup train browser ## API, connector, integration and end-to-end tests (Python 3.11)
 	.venv/bin/python -m pytest -q tests --ignore=tests/actions
 
 test: setup train validate test-actions test-stories test-api ## everything: set-up, data validation and all tests

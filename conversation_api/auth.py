@@ -12,7 +12,7 @@ from conversation_api.errors import NotAuthenticated
 from conversation_api.settings import Settings
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     client = "client"
     csr = "csr"
     admin = "admin"

@@ -9,8 +9,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conversation_api.auth import TokenDecoder
 from conversation_api.bot import Bot
+from conversation_api.channels import ChannelRegistry
 from conversation_api.db import create_engine, create_session_factory
 from conversation_api.gateway import MessageGateway
+from conversation_api.handoff.bot_sync import TrackerSync
+from conversation_api.handoff.sweeper import HandoffSweeper
 from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
 from conversation_api.settings import Settings
 
@@ -25,8 +28,12 @@ class Container:
     locks: ConversationLocks
     tokens: TokenDecoder
     gateway: MessageGateway
+    channels: ChannelRegistry
+    tracker_sync: TrackerSync
+    handoff_sweeper: HandoffSweeper
 
     async def aclose(self) -> None:
+        await self.handoff_sweeper.stop()
         await self.bot.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -41,6 +48,8 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(base_url=settings.rasa_url, token=settings.rasa_token, timeout=settings.rasa_timeout)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
+    channels = ChannelRegistry()
+    tracker_sync = TrackerSync(sessions=sessions, bot=bot)
     return Container(
         settings=settings,
         engine=engine,
@@ -49,5 +58,16 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         redis=redis,
         locks=locks,
         tokens=TokenDecoder(settings),
-        gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks),
+        gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync),
+        channels=channels,
+        tracker_sync=tracker_sync,
+        handoff_sweeper=HandoffSweeper(
+            sessions=sessions,
+            locks=locks,
+            channels=channels,
+            tracker_sync=tracker_sync,
+            unclaimed_timeout=settings.handoff_timeout,
+            idle_timeout=settings.handoff_idle_timeout,
+            interval=settings.handoff_sweep_interval,
+        ),
     )

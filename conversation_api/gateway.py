@@ -16,6 +16,9 @@ from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
 from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
 from conversation_api.errors import BotUnavailableError
+from conversation_api.handoff import service as handoff
+from conversation_api.handoff.bot_sync import TrackerSync
+from conversation_api.handoff.models import BotSync
 from conversation_api.locks import ConversationLocks
 
 log = logging.getLogger(__name__)
@@ -29,6 +32,8 @@ class GatewayReply:
     messages: list[BotMessage] = field(default_factory=list)
     handoff_state: HandoffState = HandoffState.bot
     turn: BotTurn | None = None
+    # This turn handed the conversation to a human: the bot still has to be paused.
+    handed_off: bool = False
 
     @property
     def text(self) -> str:
@@ -42,10 +47,12 @@ class MessageGateway:
         sessions: async_sessionmaker[AsyncSession],
         bot: Bot,
         locks: ConversationLocks,
+        tracker_sync: TrackerSync | None = None,
     ) -> None:
         self._sessions = sessions
         self._bot = bot
         self._locks = locks
+        self._sync = tracker_sync or TrackerSync(sessions=sessions, bot=bot)
 
     async def handle(
         self,
@@ -64,8 +71,16 @@ class MessageGateway:
         """
         if conversation_id:
             async with self._locks.hold(conversation_id):
-                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
-        return await self._handle(user_id, None, text, channel, external_id, metadata)
+                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
+                if reply.handed_off:
+                    await self._sync.apply(reply.conversation_id)
+                return reply
+        reply = await self._handle(user_id, None, text, channel, external_id, metadata)
+        if reply.handed_off:
+            # Under the lock, so a CSR resolving at once cannot overtake the pause.
+            async with self._locks.hold(reply.conversation_id):
+                await self._sync.apply(reply.conversation_id)
+        return reply
 
     async def _handle(
         self,
@@ -85,8 +100,14 @@ class MessageGateway:
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
                 message = await service.append_message(
-                    session=session, conversation=conversation, sender=Sender.user, text=text,
+                    session=session,
+                    conversation=conversation,
+                    sender=Sender.user,
+                    text=text,
                     external_id=external_id,
+                )
+                resume_pending = bool(conversation_id) and (
+                    await handoff.pending_bot_sync(session=session, conversation_id=conversation.id) is BotSync.resume
                 )
             reply = GatewayReply(
                 conversation_id=conversation.id,
@@ -95,9 +116,17 @@ class MessageGateway:
                 handoff_state=conversation.handoff_state,
             )
             if conversation.handoff_state is not HandoffState.bot:
-                log.info("routed to human conversation_id=%s state=%s", conversation.id,
-                         conversation.handoff_state.value)
+                log.info(
+                    "routed to human conversation_id=%s state=%s", conversation.id, conversation.handoff_state.value
+                )
                 return reply
+            if resume_pending and not await self._sync.apply(conversation.id):
+                # Rasa would log the message but, still paused, never answer it.
+                raise BotUnavailableError(
+                    "the bot is unavailable (it could not be resumed after a handoff); your message was saved",
+                    conversation_id=conversation.id,
+                    message_id=message.id,
+                )
 
             try:
                 turn = await self._bot.send(
@@ -115,20 +144,32 @@ class MessageGateway:
 
             async with session.begin():
                 await service.record_understanding(
-                    session=session, message_id=message.id, intent=turn.intent,
-                    entities=turn.entities, confidence=turn.confidence,
+                    session=session,
+                    message_id=message.id,
+                    intent=turn.intent,
+                    entities=turn.entities,
+                    confidence=turn.confidence,
                 )
                 for bot_message in turn.messages:
                     await self._store_bot_message(session, conversation, bot_message)
+                # Triggers take effect from the next message; this turn's reply is still the bot's.
+                reply.handed_off = (
+                    await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None
+                )
+            reply.handoff_state = conversation.handoff_state
             reply.messages = turn.messages
             reply.turn = turn
-            log.info("bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent,
-                     len(turn.messages))
+            log.info(
+                "bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent, len(turn.messages)
+            )
             return reply
 
     @staticmethod
     async def _store_bot_message(session: AsyncSession, conversation: Any, bot_message: BotMessage) -> Message:
         return await service.append_message(
-            session=session, conversation=conversation, sender=Sender.bot,
-            text=bot_message.text or bot_message.image or "", payload=bot_message.payload(),
+            session=session,
+            conversation=conversation,
+            sender=Sender.bot,
+            text=bot_message.text or bot_message.image or "",
+            payload=bot_message.payload(),
         )

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from conversation_api import health
 from conversation_api.bot import Bot
 from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
 from conversation_api.errors import install_error_handlers
+from conversation_api.handoff.console import router as console_router
+from conversation_api.handoff.router import router as csr_router
 from conversation_api.logging_setup import configure_logging
 from conversation_api.settings import Settings, get_settings
 
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = build_container(settings, bot=bot)
         app.state.container = container
+        container.handoff_sweeper.start()
         try:
             yield
         finally:
@@ -42,11 +44,12 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
     )
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(conversations_router)
+    app.include_router(csr_router)
+    app.include_router(console_router)
     return app
 
 

@@ -15,8 +15,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttl", type=int, default=None, help="lifetime in seconds (default JWT_TTL_SECONDS)")
     args = parser.parse_args(argv)
     settings = get_settings()
-    print(mint_token(secret=settings.jwt_secret, user_id=args.user, role=args.role,
-                     ttl_seconds=args.ttl or settings.jwt_ttl_seconds))
+    print(
+        mint_token(
+            secret=settings.jwt_secret,
+            user_id=args.user,
+            role=args.role,
+            ttl_seconds=args.ttl or settings.jwt_ttl_seconds,
+        )
+    )
 
 
 if __name__ == "__main__":

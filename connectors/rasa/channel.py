@@ -12,7 +12,8 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
 from rasa.shared.core.events import UserUttered
@@ -26,9 +27,9 @@ log = logging.getLogger(__name__)
 REPORTED_EVENTS = {"slot", "action", "pause", "resume", "active_loop", "followup", "reset_slots"}
 
 
-def turn_events(tracker: Any) -> List[Dict[str, Any]]:
+def turn_events(tracker: Any) -> list[dict[str, Any]]:
     """Events the bot produced for the latest user message, oldest first."""
-    produced: List[Dict[str, Any]] = []
+    produced: list[dict[str, Any]] = []
     for event in reversed(tracker.events):
         if isinstance(event, UserUttered):
             break
@@ -40,7 +41,7 @@ def turn_events(tracker: Any) -> List[Dict[str, Any]]:
     return produced
 
 
-def turn_result(tracker: Any, messages: List[Dict[str, Any]]) -> Dict[str, Any]:
+def turn_result(tracker: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
     parse = tracker.latest_message.parse_data if tracker.latest_message else {}
     intent = parse.get("intent") or {}
     return {
@@ -61,15 +62,15 @@ class ReviewBotInput(InputChannel):
     """`POST /webhooks/reviewbot/webhook {sender, message, metadata}`."""
 
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "reviewbot"
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
         token = (credentials or {}).get("token") or os.environ.get("RASA_TOKEN") or None
         return cls(token=token)
 
-    def __init__(self, token: Optional[Text] = None) -> None:
+    def __init__(self, token: str | None = None) -> None:
         self.token = token
 
     def _authorised(self, request: Request) -> bool:
@@ -98,9 +99,7 @@ class ReviewBotInput(InputChannel):
             metadata = body.get("metadata") or {}
             collector = CollectingOutputChannel()
             try:
-                await on_new_message(
-                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
-                )
+                await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata))
                 tracker = await request.app.ctx.agent.tracker_store.retrieve(sender)
             except Exception:  # the gateway must see failure, not an empty reply
                 log.exception("turn failed sender=%s", sender)

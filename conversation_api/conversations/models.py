@@ -16,19 +16,19 @@ from conversation_api.db import Base, utcnow
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class Sender(str, enum.Enum):
+class Sender(enum.StrEnum):
     user = "user"
     bot = "bot"
     csr = "csr"
 
 
-class HandoffState(str, enum.Enum):
+class HandoffState(enum.StrEnum):
     bot = "bot"
     pending_human = "pending_human"
     with_human = "with_human"
 
 
-class Channel(str, enum.Enum):
+class Channel(enum.StrEnum):
     api = "api"
     whatsapp = "whatsapp"
 
@@ -61,9 +61,7 @@ class Message(Base):
     conversation_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("conversation.id", ondelete="CASCADE"), nullable=False
     )
-    sender: Mapped[Sender] = mapped_column(
-        Enum(Sender, name="sender", native_enum=False, length=16), nullable=False
-    )
+    sender: Mapped[Sender] = mapped_column(Enum(Sender, name="sender", native_enum=False, length=16), nullable=False)
     text: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     intent: Mapped[str | None] = mapped_column(String(128))

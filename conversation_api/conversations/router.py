@@ -26,8 +26,10 @@ ERRORS = {
     403: {"description": "The token may not act for this user."},
     404: {"description": "Unknown conversation, or one that belongs to someone else."},
     422: {"description": "Invalid body or parameters; `detail` names the field."},
-    503: {"description": "The database or the bot is unavailable. A user message that reached the "
-                         "database stays stored; the body carries `conversation_id` and `message_id`."},
+    503: {
+        "description": "The database or the bot is unavailable. A user message that reached the "
+        "database stays stored; the body carries `conversation_id` and `message_id`."
+    },
 }
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
@@ -37,14 +39,12 @@ UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 async def send_message(body: SendMessageRequest, principal: CurrentUser, gateway: GatewayDep) -> SendMessageResponse:
     """Send a customer message; the bot's reply (or, after a handoff, an empty one) comes back."""
     may_act_as(principal, body.user_id)
-    reply = await gateway.handle(user_id=body.user_id, conversation_id=body.conversation_id or None,
-                                 text=body.message)
+    reply = await gateway.handle(user_id=body.user_id, conversation_id=body.conversation_id or None, text=body.message)
     return SendMessageResponse(
         conversation_id=reply.conversation_id,
         user_id=reply.user_id,
         message=reply.text,
-        messages=[ReplyMessage(text=m.text, buttons=m.buttons, image=m.image, custom=m.custom)
-                  for m in reply.messages],
+        messages=[ReplyMessage(text=m.text, buttons=m.buttons, image=m.image, custom=m.custom) for m in reply.messages],
         handoff_state=reply.handoff_state,
     )
 

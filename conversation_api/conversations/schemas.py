@@ -23,8 +23,7 @@ class SendMessageRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {"conversation_id": "", "user_id": "alice", "message": "Hi! When are you open on Saturday?"},
-                {"conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10", "user_id": "alice",
-                 "message": "thanks!"},
+                {"conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10", "user_id": "alice", "message": "thanks!"},
             ]
         },
     )
@@ -67,11 +66,14 @@ class SendMessageResponse(BaseModel):
 
     conversation_id: str
     user_id: str
-    message: str = Field(description="The reply text; several bot messages are joined by newlines. "
-                                     "Empty while a human handles the conversation.")
+    message: str = Field(
+        description="The reply text; several bot messages are joined by newlines. "
+        "Empty while a human handles the conversation."
+    )
     messages: list[ReplyMessage] = Field(description="Each reply message, with buttons or images if any.")
-    handoff_state: HandoffState = Field(description="`bot`, or `pending_human`/`with_human` when a CSR "
-                                                    "answers instead of the bot.")
+    handoff_state: HandoffState = Field(
+        description="`bot`, or `pending_human`/`with_human` when a CSR answers instead of the bot."
+    )
 
 
 class MessageOut(BaseModel):
@@ -87,8 +89,13 @@ class MessageOut(BaseModel):
     @classmethod
     def of(cls, message: Message) -> MessageOut:
         return cls(
-            id=message.id, sender=message.sender, text=message.text, timestamp=as_utc(message.created_at),
-            intent=message.intent, entities=message.entities, confidence=message.confidence,
+            id=message.id,
+            sender=message.sender,
+            text=message.text,
+            timestamp=as_utc(message.created_at),
+            intent=message.intent,
+            entities=message.entities,
+            confidence=message.confidence,
             payload=message.payload,
         )
 
@@ -101,11 +108,26 @@ class HistoryResponse(BaseModel):
                     "conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10",
                     "user_id": "alice",
                     "messages": [
-                        {"id": 1, "sender": "user", "text": "hi", "timestamp": "2026-11-25T14:00:00Z",
-                         "intent": "greet", "entities": [], "confidence": 0.99, "payload": None},
-                        {"id": 2, "sender": "bot", "text": "Hello! How can I help you today?",
-                         "timestamp": "2026-11-25T14:00:00.2Z", "intent": None, "entities": None,
-                         "confidence": None, "payload": None},
+                        {
+                            "id": 1,
+                            "sender": "user",
+                            "text": "hi",
+                            "timestamp": "2026-11-25T14:00:00Z",
+                            "intent": "greet",
+                            "entities": [],
+                            "confidence": 0.99,
+                            "payload": None,
+                        },
+                        {
+                            "id": 2,
+                            "sender": "bot",
+                            "text": "Hello! How can I help you today?",
+                            "timestamp": "2026-11-25T14:00:00.2Z",
+                            "intent": None,
+                            "entities": None,
+                            "confidence": None,
+                            "payload": None,
+                        },
                     ],
                     "next_before": None,
                 }
@@ -131,8 +153,10 @@ class ConversationOut(BaseModel):
     @classmethod
     def of(cls, conversation: Conversation) -> ConversationOut:
         return cls(
-            conversation_id=conversation.id, channel=conversation.channel,
-            handoff_state=conversation.handoff_state, created_at=as_utc(conversation.created_at),
+            conversation_id=conversation.id,
+            channel=conversation.channel,
+            handoff_state=conversation.handoff_state,
+            created_at=as_utc(conversation.created_at),
             updated_at=as_utc(conversation.updated_at),
         )
 

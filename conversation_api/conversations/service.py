@@ -82,9 +82,7 @@ async def record_understanding(
     confidence: float | None,
 ) -> None:
     await session.execute(
-        update(Message)
-        .where(Message.id == message_id)
-        .values(intent=intent, entities=entities, confidence=confidence)
+        update(Message).where(Message.id == message_id).values(intent=intent, entities=entities, confidence=confidence)
     )
 
 
