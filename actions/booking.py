@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 from datetime import date, datetime, time, timedelta
 from typing import Any, Dict, List, Optional, Text
@@ -46,7 +48,7 @@ def _next_open_days(biz: Business, start: date, count: int) -> List[date]:
     return days
 
 
-class _AppointmentSlots(FormValidationAction):
+class _AppointmentSlots(FormValidationAction, ABC):
     """Normalises service/date/time and checks the chosen time against the calendar."""
 
     def __init__(self, booking: Optional[BookingService] = None, crm: Optional[CrmService] = None,
@@ -67,8 +69,9 @@ class _AppointmentSlots(FormValidationAction):
     def biz(self) -> Business:
         return self._business or bootstrap.business()
 
-    def name(self) -> Text:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> Text:
+        """Abstract: rasa-sdk registers only concrete actions."""
 
     # --- per-slot normalisation ---------------------------------------------
     def validate_service(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
@@ -240,7 +243,7 @@ def _choose(appointments: List[Appointment], biz: Business, tracker: Tracker) ->
     return appointments[0]
 
 
-class _BookingAction(Action):
+class _BookingAction(Action, ABC):
     def __init__(self, booking: Optional[BookingService] = None, crm: Optional[CrmService] = None,
                  business: Optional[Business] = None) -> None:
         self._booking = booking
@@ -259,8 +262,9 @@ class _BookingAction(Action):
     def biz(self) -> Business:
         return self._business or bootstrap.business()
 
-    def name(self) -> Text:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> Text:
+        """Abstract: rasa-sdk registers only concrete actions."""
 
     def _start(self, tracker: Tracker) -> Optional[datetime]:
         day, moment = tracker.get_slot("date"), tracker.get_slot("time")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import re
 from typing import Any, List, Optional, Text
@@ -33,7 +35,7 @@ def _payload(intent: str, **entities: Any) -> str:
     return f"/{intent}{json.dumps(entities, separators=(',', ':'))}"
 
 
-class _ShopAction(Action):
+class _ShopAction(Action, ABC):
     def __init__(self, commerce: Optional[CommerceService] = None, crm: Optional[CrmService] = None,
                  business: Optional[Business] = None) -> None:
         self._commerce = commerce
@@ -52,8 +54,9 @@ class _ShopAction(Action):
     def biz(self) -> Business:
         return self._business or bootstrap.business()
 
-    def name(self) -> Text:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> Text:
+        """Abstract: rasa-sdk registers only concrete actions."""
 
     def describe_cart(self, cart: Cart) -> str:
         lines = [f"- {l.quantity} x {l.name} ({self.biz.money(l.total)})" for l in cart.lines]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
@@ -18,7 +20,7 @@ from actions.common import (
 from actions.ports import BookingService, CommerceService, CrmService, ServiceError
 
 
-class _CrmAction(Action):
+class _CrmAction(Action, ABC):
     def __init__(self, crm: Optional[CrmService] = None, booking: Optional[BookingService] = None,
                  commerce: Optional[CommerceService] = None, business: Optional[Business] = None) -> None:
         self._crm = crm
@@ -42,8 +44,9 @@ class _CrmAction(Action):
     def biz(self) -> Business:
         return self._business or bootstrap.business()
 
-    def name(self) -> Text:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abstractmethod
+    def name(self) -> Text:
+        """Abstract: rasa-sdk registers only concrete actions."""
 
 
 class ActionSessionStart(_CrmAction):

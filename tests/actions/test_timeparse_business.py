@@ -51,3 +51,17 @@ def test_catalogue_has_enough_products(business):
     assert len(business.products) >= 20
     assert {s.name for s in business.services} >= {"haircut", "hair colouring", "beard trim", "manicure",
                                                    "pedicure", "massage", "facial"}
+
+
+def test_every_domain_action_is_registered_and_built_without_arguments():
+    """rasa-sdk imports every module in actions/ and builds each action with no arguments."""
+    from pathlib import Path
+
+    import yaml
+    from rasa_sdk.executor import ActionExecutor
+
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    domain = yaml.safe_load(Path("domain.yml").read_text())
+    custom = {a for a in domain["actions"] if not a.startswith("utter_")}
+    assert custom == set(executor.actions)
