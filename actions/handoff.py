@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import FollowupAction, SlotSet
+from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-
-OFFER_AFTER_FALLBACK = "utter_offer_human"
-
-
-def previous_bot_action(tracker: Tracker) -> Optional[str]:
-    """The last action the bot ran before the latest user message (action_listen excluded)."""
-    seen_user = False
-    for event in reversed(tracker.events):
-        if event.get("event") == "user":
-            if seen_user:
-                return None
-            seen_user = True
-        elif seen_user and event.get("event") == "action" and event.get("name") != "action_listen":
-            return event.get("name")
-    return None
 
 
 class ActionRequestHuman(Action):
     """Tells the customer a person will answer and asks the gateway to route there.
 
     The gateway reads `SlotSet("handoff_requested", True)` from the turn's events and
-    stops asking the bot from the next message on. The reason is "repeated_fallback"
-    when the customer accepts the offer made after two misunderstood messages in a
-    row, "customer_request" otherwise.
+    stops asking the bot from the next message on.
     """
 
     def name(self) -> Text:
@@ -39,9 +22,8 @@ class ActionRequestHuman(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        reason = "repeated_fallback" if previous_bot_action(tracker) == OFFER_AFTER_FALLBACK else "customer_request"
         dispatcher.utter_message(response="utter_handoff")
-        return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", reason)]
+        return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", "customer_request")]
 
 
 def consecutive_fallbacks(tracker: Tracker) -> int:
@@ -58,10 +40,11 @@ def consecutive_fallbacks(tracker: Tracker) -> int:
 
 
 class ActionFallback(Action):
-    """Low NLU confidence: ask to rephrase; the second time in a row, offer a human.
+    """Low NLU confidence: ask to rephrase; the second time in a row, hand over to a person.
 
-    The offer is `utter_offer_human` (run as a follow-up so the rules can see it);
-    accepting it runs action_request_human with reason "repeated_fallback".
+    The handover is direct (no "would you like...?" question): the same turn sets
+    handoff_requested with reason "repeated_fallback", which is also what the gateway
+    does on its own when it counts two nlu_fallback turns in a row (docs/handoff.md).
     """
 
     def name(self) -> Text:
@@ -70,7 +53,8 @@ class ActionFallback(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
-        if consecutive_fallbacks(tracker) >= 2 and previous_bot_action(tracker) != OFFER_AFTER_FALLBACK:
-            return [FollowupAction(OFFER_AFTER_FALLBACK)]
+        if consecutive_fallbacks(tracker) >= 2:
+            dispatcher.utter_message(response="utter_handoff_after_fallback")
+            return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", "repeated_fallback")]
         dispatcher.utter_message(response="utter_please_rephrase")
         return []

@@ -135,14 +135,7 @@ async def test_request_human(dispatcher):
     assert slot_events(events) == {"handoff_requested": True, "handoff_reason": "customer_request"}
 
 
-async def test_accepting_the_human_offered_after_fallbacks(dispatcher):
-    history = [{"event": "user", "text": "asdf"}, {"event": "action", "name": "utter_offer_human"},
-               {"event": "action", "name": "action_listen"}]
-    events = await ActionRequestHuman().run(dispatcher, make_tracker("yes", "affirm", events=history), {})
-    assert slot_events(events)["handoff_reason"] == "repeated_fallback"
-
-
-async def test_first_fallback_asks_to_rephrase_second_offers_a_human(dispatcher):
+async def test_first_fallback_asks_to_rephrase_second_hands_over(dispatcher):
     from actions.handoff import ActionFallback
 
     once = [{"event": "user", "parse_data": {"intent": {"name": "greet"}}}]
@@ -152,5 +145,7 @@ async def test_first_fallback_asks_to_rephrase_second_offers_a_human(dispatcher)
              {"event": "action", "name": "action_fallback"}, {"event": "action", "name": "action_listen"}]
     tracker = make_tracker("qwer", "nlu_fallback", events=twice)
     tracker.events[-1]["parse_data"]["intent"]["name"] = "nlu_fallback"
-    events = await ActionFallback().run(CollectingDispatcher(), tracker, {})
-    assert events == [{"event": "followup", "timestamp": None, "name": "utter_offer_human"}]
+    second = CollectingDispatcher()
+    events = await ActionFallback().run(second, tracker, {})
+    assert slot_events(events) == {"handoff_requested": True, "handoff_reason": "repeated_fallback"}
+    assert second.messages[0]["response"] == "utter_handoff_after_fallback"
