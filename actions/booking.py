@@ -308,7 +308,6 @@ class ActionBookAppointment(_BookingAction):
             return RESET_BOOKING + [workflow_event("appointment.booked", "booking", False, reason="incomplete")]
         user = customer_id(tracker)
         try:
-            await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
             appointment = await call(self.booking.book, customer_id=user, service=service, start=start)
         except SlotUnavailable as exc:
             options: List[datetime] = []
@@ -327,16 +326,17 @@ class ActionBookAppointment(_BookingAction):
             return RESET_BOOKING + [workflow_event("appointment.booked", "booking", False, reason=exc.reason)]
         # The appointment is booked; saving the contact details is a bonus, never a reason to fail.
         updates = {"name": tracker.get_slot("person_name"), "phone": tracker.get_slot("phone_number")}
-        if any(updates.values()):
-            try:
+        try:
+            await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
+            if any(updates.values()):
                 await call(self.crm.update, customer_id=user, **updates)
-            except ServiceError as exc:
-                log.error("could not save contact details customer_id=%s error=%s", user, exc)
+        except ServiceError as exc:
+            log.error("could not save contact details customer_id=%s error=%s", user, exc)
         dispatcher.utter_message(
             text=f"You're booked! {appointment.service.capitalize()} with {appointment.staff} on "
                  f"{when(appointment.start)}. Your booking reference is {appointment.id}. See you then!")
         return RESET_BOOKING + [
-            SlotSet("appointment_id", None),
+            SlotSet("appointment_id", None), SlotSet("person_name", None), SlotSet("phone_number", None),
             workflow_event("appointment.booked", "booking", True, appointment_id=appointment.id,
                            service=appointment.service, start=appointment.start.isoformat(),
                            staff=appointment.staff),

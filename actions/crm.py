@@ -49,6 +49,9 @@ class _CrmAction(Action, ABC):
         """Abstract: rasa-sdk registers only concrete actions."""
 
 
+CARRIED_OVER = ("customer_name", "session_started_metadata", "product")
+
+
 class ActionSessionStart(_CrmAction):
     """Starts a session and makes sure the customer has a CRM record (first contact)."""
 
@@ -59,8 +62,9 @@ class ActionSessionStart(_CrmAction):
                   domain: DomainDict) -> List[EventType]:
         events: List[EventType] = [SessionStarted()]
         if domain.get("session_config", {}).get("carry_over_slots_to_new_session", True):
+            # Only what is worth remembering across sessions; handoff and workflow state start afresh.
             events += [SlotSet(name, value) for name, value in tracker.current_slot_values().items()
-                       if value is not None and name not in ("workflow_events", "requested_slot")]
+                       if value is not None and name in CARRIED_OVER]
         meta = tracker.get_slot("session_started_metadata") or {}
         user = str(meta.get("user_id") or tracker.sender_id)
         try:

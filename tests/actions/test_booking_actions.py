@@ -229,3 +229,10 @@ async def test_customer_id_falls_back_to_the_sender_without_metadata(booking, cr
                            user_id=None, sender_id="conversation-9")
     await action.run(dispatcher, tracker, {})
     assert booking.upcoming(customer_id="conversation-9")
+
+
+async def test_booking_does_not_depend_on_the_crm(booking, business, dispatcher, open_day):
+    events = await ActionBookAppointment(booking=booking, crm=Broken(), business=business).run(
+        dispatcher, make_tracker(slots={"service": "haircut", "date": open_day.isoformat(), "time": "15:00",
+                                        "person_name": "Anna"}), {})
+    assert workflow(events)["success"] is True and booking.upcoming(customer_id="user-1")
