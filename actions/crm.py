@@ -49,7 +49,7 @@ class _CrmAction(Action, ABC):
         """Abstract: rasa-sdk registers only concrete actions."""
 
 
-CARRIED_OVER = ("customer_name", "session_started_metadata", "product")
+CARRIED_OVER = ("customer_name", "returning_customer", "session_started_metadata", "product")
 
 
 class ActionSessionStart(_CrmAction):
@@ -69,32 +69,12 @@ class ActionSessionStart(_CrmAction):
         user = str(meta.get("user_id") or tracker.sender_id)
         try:
             customer = await call(self.crm.get_or_create, customer_id=user, channel=meta.get("channel"))
-            if customer.name:
-                events.append(SlotSet("customer_name", customer.name))
+            events.append(SlotSet("customer_name", customer.name))
+            events.append(SlotSet("returning_customer", bool(customer.name)))
         except ServiceError as exc:  # the conversation goes on without the profile
             log.error("could not load the customer profile customer_id=%s error=%s", user, exc)
         events.append(ActionExecuted("action_listen"))
         return events
-
-
-class ActionGreet(_CrmAction):
-    def name(self) -> Text:
-        return "action_greet"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> List[EventType]:
-        name = None
-        try:
-            customer = await call(self.crm.get_or_create, customer_id=customer_id(tracker), channel=channel(tracker))
-            name = customer.name
-        except ServiceError as exc:
-            log.error("greeting without the profile: %s", exc)
-            name = tracker.get_slot("customer_name")
-        if name:
-            dispatcher.utter_message(response="utter_greet_returning", customer_name=name.split()[0])
-            return [SlotSet("customer_name", name)]
-        dispatcher.utter_message(response="utter_greet")
-        return []
 
 
 class ActionUpdateContact(_CrmAction):
@@ -150,7 +130,7 @@ class ActionUpdateContact(_CrmAction):
         dispatcher.utter_message(text=f"Done, {summary}.")
         events = reset + [workflow_event("contact.updated", "contact_update", True, fields=sorted(changes))]
         if customer.name:
-            events.append(SlotSet("customer_name", customer.name))
+            events += [SlotSet("customer_name", customer.name), SlotSet("returning_customer", True)]
         return events
 
 

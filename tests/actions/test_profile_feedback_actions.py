@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.crm import ActionGreet, ActionSessionStart, ActionUpdateContact, ActionViewProfile
+from actions.crm import ActionSessionStart, ActionUpdateContact, ActionViewProfile
 from actions.faq import ActionAnswerFaq
 from actions.feedback import ActionSubmitFeedback, ValidateFeedbackForm, parse_rating
 from actions.handoff import ActionRequestHuman
@@ -27,17 +27,12 @@ async def test_session_start_survives_a_broken_crm(dispatcher):
     assert events[-1]["name"] == "action_listen"
 
 
-async def test_greets_a_returning_customer_by_name(crm, dispatcher):
+async def test_session_start_recognises_a_returning_customer(crm, dispatcher):
     crm.customers["user-1"] = Customer(id="user-1", name="Anna Smith")
-    await ActionGreet(crm=crm).run(dispatcher, make_tracker("hi", "greet"), {})
-    assert dispatcher.messages[0]["response"] == "utter_greet_returning"
-    assert dispatcher.messages[0]["customer_name"] == "Anna"
-
-
-async def test_greets_a_new_customer_and_creates_the_profile(crm, dispatcher):
-    await ActionGreet(crm=crm).run(dispatcher, make_tracker("hi", "greet"), {})
-    assert dispatcher.messages[0]["response"] == "utter_greet"
-    assert "user-1" in crm.customers
+    tracker = make_tracker(slots={"session_started_metadata": {"user_id": "user-1", "channel": "api"}})
+    events = await ActionSessionStart(crm=crm).run(dispatcher, tracker, {"session_config": {}})
+    assert slot_events(events)["customer_name"] == "Anna Smith"
+    assert slot_events(events)["returning_customer"] is True
 
 
 async def test_update_email(crm, dispatcher):
