@@ -3,15 +3,15 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from datetime import date, datetime, timedelta, time
+from datetime import date, datetime, time, timedelta
 
 import pytest
 
 os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
-from actions.business import Business, load_business  # noqa: E402
 from rasa_sdk.executor import CollectingDispatcher  # noqa: E402
 
+from actions.business import Business, load_business  # noqa: E402
 from tests.actions.fakes import FakeBooking, FakeCommerce, FakeCrm, FakeFeedback  # noqa: E402
 
 

@@ -11,10 +11,11 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from actions.ports import NotFound, OutOfStock, ServiceError
@@ -35,18 +36,25 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _appointment(a) -> Dict[str, Any]:
-    return {"id": a.id, "customer_id": a.customer_id, "service": a.service, "start": a.start.isoformat(),
-            "end": a.end.isoformat(), "staff": a.staff, "status": a.status}
+def _appointment(a) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "customer_id": a.customer_id,
+        "service": a.service,
+        "start": a.start.isoformat(),
+        "end": a.end.isoformat(),
+        "staff": a.staff,
+        "status": a.status,
+    }
 
 
 class ContractServer:
     def __init__(self, booking, commerce, crm, feedback) -> None:
         self.booking, self.commerce, self.crm, self.feedback = booking, commerce, crm, feedback
-        self.fail_with: Optional[int] = None
+        self.fail_with: int | None = None
         self.delay = 0.0
-        self.requests: List[Tuple[str, str]] = []
-        self.routes: List[Tuple[str, re.Pattern, Callable[..., Tuple[int, Any]]]] = [
+        self.requests: list[tuple[str, str]] = []
+        self.routes: list[tuple[str, re.Pattern, Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"^/slots$"), self.slots),
             ("POST", re.compile(r"^/appointments$"), self.book),
             ("GET", re.compile(r"^/customers/(?P<cid>[^/]+)/appointments$"), self.upcoming),
@@ -65,24 +73,34 @@ class ContractServer:
             ("PATCH", re.compile(r"^/customers/(?P<cid>[^/]+)$"), self.update_customer),
             ("POST", re.compile(r"^/feedback$"), self.record_feedback),
         ]
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._server: ThreadingHTTPServer | None = None
 
     # --- booking --------------------------------------------------------------
     def slots(self, q, body):
-        slots = self.booking.free_slots(service=q["service"], day=date.fromisoformat(q["date"]),
-                                        limit=int(q.get("limit", 20)), ignore_appointment=q.get("ignore_appointment"))
+        slots = self.booking.free_slots(
+            service=q["service"],
+            day=date.fromisoformat(q["date"]),
+            limit=int(q.get("limit", 20)),
+            ignore_appointment=q.get("ignore_appointment"),
+        )
         return 200, {"slots": [s.isoformat() for s in slots]}
 
     def book(self, q, body):
-        return 201, _appointment(self.booking.book(customer_id=body["customer_id"], service=body["service"],
-                                                   start=datetime.fromisoformat(body["start"])))
+        return 201, _appointment(
+            self.booking.book(
+                customer_id=body["customer_id"], service=body["service"], start=datetime.fromisoformat(body["start"])
+            )
+        )
 
     def upcoming(self, q, body, cid):
         return 200, {"appointments": [_appointment(a) for a in self.booking.upcoming(customer_id=cid)]}
 
     def reschedule(self, q, body, aid):
-        return 200, _appointment(self.booking.reschedule(appointment_id=aid, customer_id=body["customer_id"],
-                                                         start=datetime.fromisoformat(body["start"])))
+        return 200, _appointment(
+            self.booking.reschedule(
+                appointment_id=aid, customer_id=body["customer_id"], start=datetime.fromisoformat(body["start"])
+            )
+        )
 
     def cancel(self, q, body, aid):
         return 200, _appointment(self.booking.cancel(appointment_id=aid, customer_id=body["customer_id"]))
@@ -125,11 +143,17 @@ class ContractServer:
         return 200, _json(self.crm.update(customer_id=cid, **body))
 
     def record_feedback(self, q, body):
-        return 201, _json(self.feedback.record(customer_id=body["customer_id"], rating=int(body["rating"]),
-                                               comment=body.get("comment"), conversation_id=body.get("conversation_id")))
+        return 201, _json(
+            self.feedback.record(
+                customer_id=body["customer_id"],
+                rating=int(body["rating"]),
+                comment=body.get("comment"),
+                conversation_id=body.get("conversation_id"),
+            )
+        )
 
     # --- plumbing ---------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, body: Dict[str, Any]) -> Tuple[int, Any]:
+    def handle(self, method: str, raw_path: str, body: dict[str, Any]) -> tuple[int, Any]:
         self.requests.append((method, raw_path))
         if self.delay:
             time.sleep(self.delay)
@@ -145,8 +169,12 @@ class ContractServer:
                 except NotFound as exc:
                     return 404, {"error": "not_found", "message": str(exc)}
                 except OutOfStock as exc:
-                    return 409, {"error": "out_of_stock", "message": str(exc), "sku": exc.sku,
-                                 "available": exc.available}
+                    return 409, {
+                        "error": "out_of_stock",
+                        "message": str(exc),
+                        "sku": exc.sku,
+                        "available": exc.available,
+                    }
                 except ServiceError as exc:
                     return 409, {"error": exc.reason, "message": str(exc)}
         return 404, {"error": "not_found", "message": "no such route"}

@@ -22,8 +22,16 @@ from actions.adapters.sql_crm import SqlCrmService
 from actions.adapters.sql_db import Database
 from actions.adapters.sql_feedback import SqlFeedbackService
 from actions.ports import (
-    BookingService, CommerceService, CrmService, EmptyCart, FeedbackService, InvalidState, NotFound, OutOfStock,
-    ServiceUnavailable, SlotUnavailable,
+    BookingService,
+    CommerceService,
+    CrmService,
+    EmptyCart,
+    FeedbackService,
+    InvalidState,
+    NotFound,
+    OutOfStock,
+    ServiceUnavailable,
+    SlotUnavailable,
 )
 from tests.actions.contract_server import ContractServer
 
@@ -61,8 +69,12 @@ def sqlite_db(tmp_path_factory, business):
 
 @pytest.fixture(scope="module")
 def contract(sqlite_db, business):
-    server = ContractServer(SqlBookingService(sqlite_db, business), SqlCommerceService(sqlite_db),
-                            SqlCrmService(sqlite_db), SqlFeedbackService(sqlite_db))
+    server = ContractServer(
+        SqlBookingService(sqlite_db, business),
+        SqlCommerceService(sqlite_db),
+        SqlCrmService(sqlite_db),
+        SqlFeedbackService(sqlite_db),
+    )
     base = server.start()
     server.base = base
     yield server
@@ -78,8 +90,12 @@ def ports(request, business):
     server = request.getfixturevalue("contract")
     server.fail_with, server.delay = None, 0.0
     client = JsonClient(server.base, timeout=2.0)
-    return (HttpBookingService(client, tz=business.tz), HttpCommerceService(client), HttpCrmService(client),
-            HttpFeedbackService(client))
+    return (
+        HttpBookingService(client, tz=business.tz),
+        HttpCommerceService(client),
+        HttpCrmService(client),
+        HttpFeedbackService(client),
+    )
 
 
 def unique(prefix: str) -> str:
@@ -236,7 +252,8 @@ def test_http_timeout_is_service_unavailable(contract):
 def test_http_unreachable_is_service_unavailable():
     with pytest.raises(ServiceUnavailable):
         HttpFeedbackService(JsonClient("http://127.0.0.1:9", timeout=0.5)).record(
-            customer_id="x", rating=5, comment=None, conversation_id=None)
+            customer_id="x", rating=5, comment=None, conversation_id=None
+        )
 
 
 def test_database_down_is_service_unavailable(business):

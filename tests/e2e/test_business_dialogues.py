@@ -30,7 +30,8 @@ class Customer:
 
     def say(self, text: str) -> str:
         response = self.api.post(
-            "/api/v1/messages", headers=auth(self.token),
+            "/api/v1/messages",
+            headers=auth(self.token),
             json={"conversation_id": self.conversation_id, "user_id": self.user_id, "message": text},
         )
         assert response.status_code == 200, response.text
@@ -66,8 +67,8 @@ def test_book_an_appointment_as_a_new_customer(api: httpx.Client, token: TokenFa
     assert "You're booked" in booked
 
     [(appointment_id, service, start_at, status)] = rows(
-        pg_settings, "SELECT id, service, start_at, status FROM biz_appointments WHERE customer_id = %s",
-        "e2e-biz-anna")
+        pg_settings, "SELECT id, service, start_at, status FROM biz_appointments WHERE customer_id = %s", "e2e-biz-anna"
+    )
     assert appointment_id in booked and service == "haircut" and status == "booked"
     local = start_at.replace(tzinfo=ZoneInfo("UTC")).astimezone(TZ)
     assert (local.date(), local.hour, local.minute) == (day, 11, 0)
@@ -106,8 +107,9 @@ def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFac
     placed = dora.say("yes")
     assert "is placed" in placed
 
-    [(order_id, status, total)] = rows(pg_settings, "SELECT id, status, total FROM biz_orders WHERE customer_id = %s",
-                                       "e2e-biz-dora")
+    [(order_id, status, total)] = rows(
+        pg_settings, "SELECT id, status, total FROM biz_orders WHERE customer_id = %s", "e2e-biz-dora"
+    )
     assert order_id in placed and status == "placed" and total == pytest.approx(39.5)
     lines = rows(pg_settings, "SELECT sku, quantity FROM biz_order_lines WHERE order_id = %s ORDER BY sku", order_id)
     assert lines == [("OI-003", 1), ("SH-001", 2)]
@@ -136,5 +138,6 @@ def test_give_feedback(api: httpx.Client, token: TokenFactory, pg_settings: Sett
     assert "Anything you'd like to add" in finn.say("5")
     assert "Thank you for your feedback" in finn.say("Maria was brilliant")
     [(rating, comment, conversation_id)] = rows(
-        pg_settings, "SELECT rating, comment, conversation_id FROM biz_feedback WHERE customer_id = %s", "e2e-biz-finn")
+        pg_settings, "SELECT rating, comment, conversation_id FROM biz_feedback WHERE customer_id = %s", "e2e-biz-finn"
+    )
     assert (rating, comment, conversation_id) == (5, "Maria was brilliant", finn.conversation_id)
