@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,6 +15,9 @@ from conversation_api.db import create_engine, create_session_factory
 from conversation_api.gateway import MessageGateway
 from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
 from conversation_api.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.whatsapp.bootstrap import WhatsAppConnector
 
 
 @dataclass
@@ -27,8 +31,11 @@ class Container:
     tokens: TokenDecoder
     gateway: MessageGateway
     channels: ChannelRegistry
+    whatsapp: WhatsAppConnector | None = None
 
     async def aclose(self) -> None:
+        if self.whatsapp is not None:
+            await self.whatsapp.aclose()
         await self.bot.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -43,7 +50,7 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(base_url=settings.rasa_url, token=settings.rasa_token, timeout=settings.rasa_timeout)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
-    return Container(
+    container = Container(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -54,3 +61,9 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks),
         channels=ChannelRegistry(),
     )
+    if settings.whatsapp_enabled:
+        from connectors.whatsapp.bootstrap import build_whatsapp
+
+        container.whatsapp = build_whatsapp(settings, sessions=sessions, gateway=container.gateway, locks=locks)
+        container.channels.register("whatsapp", container.whatsapp.channel)
+    return container

@@ -84,7 +84,13 @@ class MessageGateway:
                     )
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
-                message = await service.append_message(
+                # A channel retrying a message it already handed over (WhatsApp after a bot outage) reuses it.
+                existing = (
+                    await service.find_external(session=session, channel=conversation.channel, external_id=external_id)
+                    if external_id
+                    else None
+                )
+                message = existing or await service.append_message(
                     session=session,
                     conversation=conversation,
                     sender=Sender.user,

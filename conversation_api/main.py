@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from connectors.whatsapp import webhook as whatsapp_webhook
 from conversation_api import health
 from conversation_api.bot import Bot
 from conversation_api.container import build_container
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = build_container(settings, bot=bot)
         app.state.container = container
+        if container.whatsapp is not None:
+            await container.whatsapp.start()
         try:
             yield
         finally:
@@ -45,6 +48,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(conversations_router)
+    app.include_router(whatsapp_webhook.router)
     return app
 
 

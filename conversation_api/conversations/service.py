@@ -73,6 +73,11 @@ async def append_message(
     return message
 
 
+async def find_external(*, session: AsyncSession, channel: str, external_id: str) -> Message | None:
+    """The message a channel already stored under its own id (e.g. a WhatsApp wamid), if any."""
+    return await session.scalar(select(Message).where(Message.channel == channel, Message.external_id == external_id))
+
+
 async def record_understanding(
     *,
     session: AsyncSession,
