@@ -194,7 +194,7 @@ class GraphClient:
         # One send every 1/rate seconds: never more than `rate` in any one-second window.
         self._limiter = AsyncLimiter(1, 1.0 / rate_per_second)
         self._attempts = attempts
-        self._wait = wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self._wait = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
 
     async def send(self, message: dict[str, Any]) -> str:
         """POST one message (`to`, `type`, ...) to /messages; the wamid Meta assigned. Raises GraphError."""
