@@ -84,8 +84,11 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
                 next_attempt_at=now,
             )
             .on_conflict_do_nothing(index_elements=["wamid"])
+            .returning(WhatsAppInbound.id)
         )
-        (result.new_messages if inserted.rowcount == 1 else result.duplicate_messages).append(message)  # type: ignore[attr-defined]
+        # RETURNING yields a row only when this delivery inserted it (rowcount is not reliable here).
+        is_new = inserted.scalar_one_or_none() is not None
+        (result.new_messages if is_new else result.duplicate_messages).append(message)
 
     for status in notification.statuses:
         inserted = await session.execute(
@@ -101,8 +104,9 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
                 received_at=now,
             )
             .on_conflict_do_nothing(index_elements=["wamid", "status"])
+            .returning(WhatsAppStatus.id)
         )
-        if inserted.rowcount == 1:  # type: ignore[attr-defined]
+        if inserted.scalar_one_or_none() is not None:
             result.new_statuses.append(status)
             await apply_status(
                 session=session,

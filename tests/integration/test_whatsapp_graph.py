@@ -1,18 +1,11 @@
 """The Graph API client against the local fake of Meta's Graph API: payloads, retries, errors, rate."""
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from connectors.whatsapp.graph import GraphClient, GraphError, build_messages
 from tests.support.fake_graph import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraph
-
-
-@pytest.fixture
-def fake_graph() -> Iterator[FakeGraph]:
-    graph = FakeGraph().start()
-    yield graph
-    graph.stop()
 
 
 def client_for(graph: FakeGraph, **options) -> GraphClient:

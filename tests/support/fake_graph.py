@@ -14,6 +14,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,6 +79,8 @@ class FakeGraph:
         self._lock = threading.Lock()
         self._script: deque[Scripted] = deque()
         self._ids = itertools.count(1)
+        # Unique per instance: tests share one database schema, and wamids are unique there.
+        self._prefix = uuid.uuid4().hex[:8].upper()
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = Starlette(
@@ -155,6 +158,10 @@ class FakeGraph:
         with self._lock:
             return [r for r in self.requests if r.method == "POST"]
 
+    def wamid_for(self, n: int) -> str:
+        """The wamid this fake gives its n-th accepted message (1-based)."""
+        return f"wamid.FAKE{self._prefix}{n:010d}"
+
     def wamids(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return dict(self._wamids)
@@ -202,7 +209,7 @@ class FakeGraph:
             return self._error(100, problem)
         if body.get("status") == "read":
             return JSONResponse({"success": True})
-        wamid = f"wamid.FAKE{next(self._ids):010d}"
+        wamid = self.wamid_for(next(self._ids))
         with self._lock:
             self._wamids[wamid] = body
         return JSONResponse(
