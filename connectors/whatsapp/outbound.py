@@ -38,8 +38,12 @@ class WhatsAppChannel:
         self._graph = graph
         self._sessions = sessions
 
-    async def deliver(self, *, conversation: Conversation, message: Message) -> list[WhatsAppOutbound]:
-        """Send `message` (text, buttons, image) to the conversation's WhatsApp user.
+    async def deliver(self, *, conversation: Conversation, message: Message) -> None:
+        """OutboundChannel: send a stored bot or CSR message to the customer (see `send`)."""
+        await self.send(conversation=conversation, message=message)
+
+    async def send(self, *, conversation: Conversation, message: Message) -> list[WhatsAppOutbound]:
+        """Send `message` (text, buttons, image) to the conversation's WhatsApp user; the stored Graph requests.
 
         Outside the 24-hour window or on a permanent Graph error the message is
         stored as failed (with the reason) and nothing is raised; when the Graph

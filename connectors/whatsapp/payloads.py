@@ -99,7 +99,7 @@ def _contacts_text(contacts: list[Any]) -> str:
     for card in contacts:
         card = _obj(card)
         name = _obj(card.get("name")).get("formatted_name") or "contact"
-        phones = [p.get("phone") for p in card.get("phones") or [] if isinstance(p, dict) and p.get("phone")]
+        phones = [str(p["phone"]) for p in card.get("phones") or [] if isinstance(p, dict) and p.get("phone")]
         cards.append(f"{name} {', '.join(phones)}".strip())
     return f"[contacts: {'; '.join(cards)}]" if cards else "[contacts]"
 

@@ -291,7 +291,7 @@ class InboundWorker:
             if message.id in sent_before:
                 continue
             try:
-                outbound = await self._channel.deliver(conversation=conversation, message=message)
+                outbound = await self._channel.send(conversation=conversation, message=message)
             except WhatsAppDeliveryError as exc:
                 # Stored as failed with the reason; running the bot again would not help.
                 log.error(

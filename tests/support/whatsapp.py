@@ -118,3 +118,15 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, within: float = 10.
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
         await asyncio.sleep(interval)
+
+
+def wait_until(check: Callable[[], Any], *, within: float = 30.0, interval: float = 0.1) -> Any:
+    """The synchronous `eventually`, for tests that drive a server over HTTP."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
+        time.sleep(interval)
