@@ -207,7 +207,9 @@ class GraphClient:
 
     async def mark_read(self, wamid: str) -> None:
         """Mark an inbound message as read (blue ticks)."""
-        await self._post_messages({"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
+        # Not a message, so not held back by the messages-per-second limiter.
+        url = f"{self._base_url}/{self.phone_number_id}/messages"
+        await self._call("POST", url, json={"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
 
     async def media_info(self, media_id: str) -> MediaInfo:
         """GET /{media-id}: the short-lived download URL and the media's type."""

@@ -166,8 +166,8 @@ class InboundWorker:
             log.exception("whatsapp message not processed wamid=%s", row.wamid)
             return
         cid = conversation.id
-        if row.attempts <= 1:
-            await self._mark_read(row, cid)
+        # Blue ticks while the bot thinks: the read receipt runs alongside the bot round trip.
+        receipt = asyncio.create_task(self._mark_read(row, cid)) if row.attempts <= 1 else None
         try:
             message_id = await self._handle(row, conversation)
         except BotUnavailableError as exc:
@@ -179,6 +179,9 @@ class InboundWorker:
             log.exception("whatsapp message failed conversation_id=%s wamid=%s", cid, row.wamid)
             await self._retry_later(row, cid, f"{type(exc).__name__}: {exc}", counts=True)
             return
+        finally:
+            if receipt is not None:
+                await receipt
         await self._finish(row, cid, message_id)
 
     async def _conversation_for(self, row: WhatsAppInbound) -> Conversation:
@@ -206,7 +209,8 @@ class InboundWorker:
 
     async def _handle(self, row: WhatsAppInbound, conversation: Conversation) -> int:
         cid = conversation.id
-        stored = await self._stored_message(row.wamid)
+        # Only a previous attempt can have stored the message already (the first one is claimed with attempts=1).
+        stored = await self._stored_message(row.wamid) if row.attempts > 1 else None
         if row.bot_text is None:
             # Reactions, unsupported and unknown types: kept in the conversation, not a turn for the bot.
             if stored is None:
@@ -255,8 +259,8 @@ class InboundWorker:
 
     async def _readable(self, message_id: int | None, row: WhatsAppInbound) -> None:
         """The bot got the button's id; the conversation shows what the customer saw, the id in the payload."""
-        if message_id is None:
-            return
+        if message_id is None or (row.type == "text" and row.bot_text == row.text):
+            return  # plain text: what the bot got is what the customer wrote
         async with self._sessions() as session, session.begin():
             await session.execute(
                 update(Message).where(Message.id == message_id).values(text=row.text, payload=_payload(row))
