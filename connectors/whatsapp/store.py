@@ -134,23 +134,21 @@ async def upsert_contact(
         updated_at=now,
     )
     excluded = statement.excluded
+    current = WhatsAppContact.last_inbound_at
     await session.execute(
         statement.on_conflict_do_update(
             index_elements=["wa_id"],
             set_={
                 "profile_name": func.coalesce(excluded.profile_name, WhatsAppContact.profile_name),
+                # Only ever moves forward: a late redelivery of an old message must not close the window.
+                "last_inbound_at": case(
+                    (or_(current.is_(None), current < excluded.last_inbound_at), excluded.last_inbound_at),
+                    else_=current,
+                ),
                 "updated_at": now,
             },
         )
     )
-    if last_inbound_at is not None:
-        # Only ever moves forward: a late redelivery of an old message must not close the window.
-        await session.execute(
-            update(WhatsAppContact)
-            .where(WhatsAppContact.wa_id == wa_id)
-            .where(or_(WhatsAppContact.last_inbound_at.is_(None), WhatsAppContact.last_inbound_at < last_inbound_at))
-            .values(last_inbound_at=last_inbound_at)
-        )
 
 
 async def apply_status(

@@ -502,3 +502,12 @@ async def _len(rows_coro, n: int):
 async def _attempted(row_coro, attempts: int):
     row = await row_coro
     return row if row is not None and row.attempts >= attempts and row.locked_until is None else None
+
+
+async def test_the_service_window_only_moves_forward(wa: WA) -> None:
+    wa_id, now = new_wa_id(), int(time.time())
+    await wa.post(text_payload(wa_id, "recent", at=now))
+    await wa.post(text_payload(wa_id, "written yesterday, delivered late", at=now - 20 * 3600))
+    async with wa.container.sessions() as session:
+        contact = await session.get(WhatsAppContact, wa_id)
+    assert int(contact.last_inbound_at.timestamp()) == now
