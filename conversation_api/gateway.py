@@ -7,6 +7,7 @@ persistence, routing and ordering are the same everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
 from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
 from conversation_api.errors import BotUnavailableError
+from conversation_api.events import turns
 from conversation_api.locks import ConversationLocks
+from conversation_api.metrics.instruments import BOT_CALL_FAILURES, BOT_CALLS
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +65,11 @@ class MessageGateway:
         Raises ConversationNotFound for an unknown or foreign conversation and
         BotUnavailableError (after the message is stored) when the bot fails.
         """
+        received = time.perf_counter()
         if conversation_id:
             async with self._locks.hold(conversation_id):
-                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
-        return await self._handle(user_id, None, text, channel, external_id, metadata)
+                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
+        return await self._handle(user_id, None, text, channel, external_id, metadata, received)
 
     async def _handle(
         self,
@@ -75,6 +79,7 @@ class MessageGateway:
         channel: str,
         external_id: str | None,
         metadata: dict[str, Any] | None,
+        received: float,
     ) -> GatewayReply:
         async with self._sessions() as session:
             async with session.begin():
@@ -91,6 +96,7 @@ class MessageGateway:
                     text=text,
                     external_id=external_id,
                 )
+                turns.record_user_message(session, conversation=conversation, message=message)
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -103,6 +109,7 @@ class MessageGateway:
                 )
                 return reply
 
+            called = time.perf_counter()
             try:
                 turn = await self._bot.send(
                     sender_id=conversation.id,
@@ -110,12 +117,25 @@ class MessageGateway:
                     metadata={"user_id": user_id, "channel": conversation.channel, **(metadata or {})},
                 )
             except BotUnavailable as exc:
+                BOT_CALLS.labels("error").observe(time.perf_counter() - called)
+                BOT_CALL_FAILURES.inc()
                 log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
+                try:
+                    await turns.record_bot_unavailable(
+                        session, conversation=conversation, message=message, reason=exc.reason
+                    )
+                except Exception as record_error:  # the 503 below matters more than the event
+                    log.warning(
+                        "bot.unavailable not recorded conversation_id=%s error=%s",
+                        conversation.id,
+                        type(record_error).__name__,
+                    )
                 raise BotUnavailableError(
                     f"the bot is unavailable ({exc.reason}); your message was saved",
                     conversation_id=conversation.id,
                     message_id=message.id,
                 ) from exc
+            BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
 
             async with session.begin():
                 await service.record_understanding(
@@ -127,6 +147,13 @@ class MessageGateway:
                 )
                 for bot_message in turn.messages:
                     await self._store_bot_message(session, conversation, bot_message)
+                outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
+            turns.observe_bot_turn(
+                channel=conversation.channel,
+                turn=turn,
+                outcome=outcome,
+                response_seconds=time.perf_counter() - received,
+            )
             reply.messages = turn.messages
             reply.turn = turn
             log.info(

@@ -1,5 +1,9 @@
 """Imports every table module so Base.metadata is complete (for Alembic and tests)."""
 
 from conversation_api.conversations.models import Conversation, Message
+from conversation_api.events.crm_sync import CustomerProfile
+from conversation_api.events.outbox import OutboxEvent
+from conversation_api.feedback.models import Feedback
+from conversation_api.metrics.sessions import ConversationSession
 
-__all__ = ["Conversation", "Message"]
+__all__ = ["Conversation", "ConversationSession", "CustomerProfile", "Feedback", "Message", "OutboxEvent"]

@@ -41,13 +41,24 @@ class Settings(BaseSettings):
     )
     jwt_ttl_seconds: int = 3600
     log_level: str = "INFO"
+    # Events and metrics (conversation_api/events, conversation_api/metrics).
+    events_redis_url: str | None = Field(
+        default=None, description="Redis for the event streams; REDIS_URL when unset; in-process when both are."
+    )
+    events_stream_prefix: str = Field(default="reviewbot:events", min_length=1)
+    events_stream_maxlen: int = Field(default=100_000, ge=100)
+    event_relay_interval: float = Field(default=0.25, gt=0, description="Seconds between outbox polls when idle.")
+    event_relay_batch: int = Field(default=500, ge=1)
+    session_idle_gap_seconds: int = Field(
+        default=1800, ge=1, description="Silence after which a conversation's session ends (session duration)."
+    )
 
     @field_validator("database_url")
     @classmethod
     def _normalise_dsn(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("redis_url", "rasa_token", "jwt_public_key", "database_schema", mode="before")
+    @field_validator("redis_url", "events_redis_url", "rasa_token", "jwt_public_key", "database_schema", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -71,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def event_bus_url(self) -> str | None:
+        return self.events_redis_url or self.redis_url
 
 
 @lru_cache
