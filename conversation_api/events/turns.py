@@ -91,7 +91,7 @@ def record_user_message(session: AsyncSession, *, conversation: Conversation, me
 async def record_bot_turn(
     session: AsyncSession, *, conversation: Conversation, message: Message, turn: BotTurn
 ) -> TurnOutcome:
-    """`intent.detected`, each workflow event, `handoff.requested` and the bot's feedback, in the reply's transaction."""
+    """Record intent.detected, each workflow event, handoff.requested and the bot's feedback (reply's transaction)."""
     ids = {"conversation_id": conversation.id, "user_id": conversation.user_id, "channel": conversation.channel}
     outcome = TurnOutcome()
     record_event(
