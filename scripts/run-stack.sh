@@ -19,7 +19,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-.venv-rasa/bin/python -m rasa_sdk --actions actions --port "$ACTION_PORT" &
+.venv-rasa/bin/python -m connectors.rasa.action_server --actions actions --port "$ACTION_PORT" &
 pids+=($!)
 rasa_auth=()
 [ -n "$RASA_TOKEN" ] && rasa_auth=(--auth-token "$RASA_TOKEN")

@@ -93,7 +93,7 @@ class OutboxRelay:
             error,
             state.upcoming_sleep,
         )
-        await self._update_backlog(force=state.attempt_number == 1)
+        await self._update_backlog(force=True)
 
     async def run(self) -> None:
         """Relay forever; back off (exponentially, with jitter) while the bus or database is down."""
