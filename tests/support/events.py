@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from conversation_api.bot import BotMessage, BotTurn
+from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
 from tests.support.processes import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -65,11 +65,13 @@ class ScriptedBot:
     """A bot port double whose turns report what the real actions report (the bot contract).
 
     "book" -> appointment.booked (success), "order fails" -> order.placed (failure),
-    "human" -> handoff_requested, "rate N <comment>" -> feedback.received with rating N.
-    Anything else is a plain answer with intent "chitchat".
+    "human" -> handoff_requested, "rate N <comment>" -> feedback.received with rating N,
+    "boom" -> the bot is unavailable. Anything else is a plain answer with intent "chitchat".
     """
 
     async def send(self, *, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
+        if text.startswith("boom"):
+            raise BotUnavailable("scripted failure")
         events: list[dict[str, Any]] = []
         intent = "chitchat"
         if text.startswith("book"):
