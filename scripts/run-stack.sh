@@ -15,9 +15,16 @@ stop() {
   trap - INT TERM EXIT
   echo "stopping ReviewBot..." >&2
   kill "${pids[@]}" 2>/dev/null || true
+  # Rasa ignores signals while it loads a model: give everyone 10 s, then insist.
+  for _ in $(seq 1 20); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
-trap stop INT TERM EXIT
+trap stop EXIT
+trap 'exit 130' INT TERM
 
 .venv-rasa/bin/python -m connectors.rasa.action_server --actions actions --port "$ACTION_PORT" &
 pids+=($!)

@@ -1,0 +1,55 @@
+"""docker-compose.yml wires the stack the way the settings expect."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"POSTGRES_PASSWORD": "pw", "RASA_TOKEN": "rasa-token", "JWT_SECRET": "j" * 40, "PATH": "/usr/bin:/bin"}
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_api_reaches_postgres_redis_and_rasa_by_service_name() -> None:
+    services = compose()["services"]
+    assert {"postgres", "redis", "rasa", "actions", "api"} <= set(services)
+    api = services["api"]["environment"]
+    assert api["ENVIRONMENT"] == "production"
+    assert api["DATABASE_URL"].startswith("postgresql+psycopg://") and "@postgres:5432/" in api["DATABASE_URL"]
+    assert api["REDIS_URL"] == "redis://redis:6379/0"
+    assert api["RASA_URL"] == "http://rasa:5005"
+    assert services["rasa"]["environment"]["ACTION_SERVER_URL"] == "http://actions:5055/webhook"
+    # Only the API is published; Rasa and the databases stay private.
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"api"} or published - {"api"} <= {"grafana", "prometheus"}
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
+def test_docker_compose_config_accepts_the_file() -> None:
+    result = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    missing = subprocess.run(["docker-compose", "config", "-q"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True)
+    assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kubernetes_manifests_render_with_probes_and_secrets() -> None:
+    result = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy/k8s")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    documents = [d for d in yaml.safe_load_all(result.stdout) if d]
+    deployments = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Deployment"}
+    assert set(deployments) == {"api", "rasa", "actions"}
+    for deployment in deployments.values():
+        assert deployment["metadata"]["namespace"] == "reviewbot"
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"]
+        assert {"secretRef": {"name": "reviewbot-secrets"}} in container["envFrom"]
+    api = deployments["api"]["spec"]["template"]["spec"]["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert any(d["kind"] == "HorizontalPodAutoscaler" for d in documents)
