@@ -7,10 +7,16 @@ tests/integration/test_monitoring.py checks the dashboard against them.
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # `*_created` series double the exposition and nothing here reads them.
 disable_created_metrics()
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Several worker processes share their figures through files here (see metrics/router.py).
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 MESSAGES = Counter(
     "reviewbot_messages",
