@@ -73,7 +73,7 @@ class InProcessBus:
 
     def _reclaim(self, group: str, consumer: str, types: Sequence[str], count: int) -> list[Delivery]:
         now = time.monotonic()
-        found = []
+        found: list[Delivery] = []
         for pending in self._pending.get(group, {}).values():
             if len(found) >= count:
                 break

@@ -65,14 +65,13 @@ def handoff_reason(turn: BotTurn) -> str | None:
 
 
 def _rating(data: dict[str, Any]) -> int | None:
+    """A whole 1-5 rating; entity values arrive as strings, so "4" counts too."""
     rating = data.get("rating")
-    if isinstance(rating, bool):
+    if isinstance(rating, str) and rating.strip().isdigit():
+        rating = int(rating)
+    if isinstance(rating, bool) or not isinstance(rating, int):
         return None
-    try:
-        value = int(rating)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return value if 1 <= value <= 5 and value == rating else None
+    return rating if 1 <= rating <= 5 else None
 
 
 def record_user_message(session: AsyncSession, *, conversation: Conversation, message: Message) -> None:
@@ -92,7 +91,11 @@ async def record_bot_turn(
     session: AsyncSession, *, conversation: Conversation, message: Message, turn: BotTurn
 ) -> TurnOutcome:
     """Record intent.detected, each workflow event, handoff.requested and the bot's feedback (reply's transaction)."""
-    ids = {"conversation_id": conversation.id, "user_id": conversation.user_id, "channel": conversation.channel}
+    ids: dict[str, Any] = {
+        "conversation_id": conversation.id,
+        "user_id": conversation.user_id,
+        "channel": conversation.channel,
+    }
     outcome = TurnOutcome()
     record_event(
         session,

@@ -12,7 +12,7 @@ import os
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 # `*_created` series double the exposition and nothing here reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Several worker processes share their figures through files here (see metrics/router.py).
