@@ -16,26 +16,15 @@ from conversation_api.conversations.models import Message
 from conversation_api.db import create_engine, create_session_factory
 from conversation_api.metrics import sessions as session_metrics
 from conversation_api.settings import Settings
-from tests.conftest import TokenFactory, auth, running_app
-from tests.support.database import drop_schema, migrate, new_schema_name, postgres_settings, sqlite_settings
-from tests.support.events import ScriptedBot, metric_value
+from tests.conftest import TokenFactory, auth
+from tests.support.events import ScriptedBot, app_client, fresh_database, metric_value
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def fresh_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
     """A database of its own, so the summary sees only this test's conversations."""
-    if request.param == "sqlite":
-        settings = sqlite_settings(tmp_path / "metrics.db")
-        migrate(settings)
+    with fresh_database(request.param, tmp_path) as settings:
         yield settings
-        return
-    schema = new_schema_name()
-    settings = postgres_settings(schema)
-    migrate(settings)
-    try:
-        yield settings
-    finally:
-        drop_schema(schema)
 
 
 async def say(client: httpx.AsyncClient, token: str, user: str, text: str, cid: str = "") -> httpx.Response:
@@ -66,7 +55,7 @@ async def test_counters_and_histograms_move_with_the_conversation(
     fresh_settings: Settings, token: TokenFactory
 ) -> None:
     alice = token("m-alice")
-    async for _, client in running_app(fresh_settings, bot=ScriptedBot()):
+    async with app_client(fresh_settings, bot=ScriptedBot()) as (_, client):
         before = await scrape(client)
         cid = (await say(client, alice, "m-alice", "hello")).json()["conversation_id"]
         await say(client, alice, "m-alice", "book a haircut", cid)
@@ -105,7 +94,7 @@ async def test_session_duration_is_observed_once_a_session_goes_quiet(
 ) -> None:
     bob = token("m-bob")
     settings = fresh_settings.model_copy(update={"session_idle_gap_seconds": 1})
-    async for app, client in running_app(settings, bot=ScriptedBot()):
+    async with app_client(settings, bot=ScriptedBot()) as (app, client):
         before = await scrape(client)
         cid = (await say(client, bob, "m-bob", "hello")).json()["conversation_id"]
         await asyncio.sleep(0.3)
@@ -164,7 +153,7 @@ async def test_the_summary_agrees_with_the_database(fresh_settings: Settings, to
     users = {name: token(name) for name in ("s-ann", "s-ben", "s-cat")}
     admin = token("s-admin", "admin")
     start = datetime.now(UTC) - timedelta(seconds=1)
-    async for _, client in running_app(fresh_settings, bot=ScriptedBot()):
+    async with app_client(fresh_settings, bot=ScriptedBot()) as (_, client):
         ann = (await say(client, users["s-ann"], "s-ann", "hello")).json()["conversation_id"]
         await say(client, users["s-ann"], "s-ann", "book tomorrow", ann)
         await say(client, users["s-ann"], "s-ann", "rate 4 lovely", ann)

@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from conversation_api.settings import Settings
-from tests.conftest import running_app
-from tests.support.events import metric_names
+from tests.support.events import app_client, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"
@@ -60,7 +59,7 @@ def action_server_metrics() -> set[str]:
 
 
 async def test_every_panel_queries_metrics_the_api_or_the_action_server_exports(sqlite_db_settings: Settings) -> None:
-    async for _, client in running_app(sqlite_db_settings):
+    async with app_client(sqlite_db_settings) as (_, client):
         exported = metric_names((await client.get("/metrics")).text)
     exported |= action_server_metrics()
     assert len(panels()) >= 12

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 
@@ -14,12 +17,20 @@ from conversation_api.events.envelope import Event
 from conversation_api.events.outbox import OutboxEvent
 from conversation_api.events.redis_streams import RedisStreamsBus
 from conversation_api.settings import Settings
-from tests.conftest import TokenFactory, auth, running_app
-from tests.support.events import metric_value, redis_server, unique_prefix
+from tests.conftest import TokenFactory, auth
+from tests.support.events import app_client, fresh_database, metric_value, redis_server, unique_prefix
 from tests.support.fakes import FakeBot
 from tests.support.processes import free_port
 
 TYPES = ["message.received", "intent.detected"]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def own_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    with fresh_database(request.param, tmp_path) as settings:
+        yield settings
+
+
 USER = "outbox-alice"
 
 
@@ -68,10 +79,10 @@ async def collect(url: str, prefix: str, group: str, expected: int) -> list[Even
 
 
 async def test_events_survive_a_redis_outage_and_arrive_once_per_group_in_order(
-    db_settings: Settings, token: TokenFactory
+    own_db: Settings, token: TokenFactory
 ) -> None:
     port, prefix = free_port(), unique_prefix()
-    settings = db_settings.model_copy(
+    settings = own_db.model_copy(
         update={
             "events_redis_url": f"redis://127.0.0.1:{port}/0",
             "events_stream_prefix": prefix,
@@ -80,7 +91,7 @@ async def test_events_survive_a_redis_outage_and_arrive_once_per_group_in_order(
     )
     alice = token("outbox-alice")
     before = {row.event_id for row in await outbox_rows(settings)}
-    async for _, client in running_app(settings, bot=FakeBot()):
+    async with app_client(settings, bot=FakeBot()) as (_, client):
         conversations = []
         for n in range(3):
             body = {"user_id": "outbox-alice", "message": f"first {n}"}
@@ -126,10 +137,10 @@ async def test_events_survive_a_redis_outage_and_arrive_once_per_group_in_order(
         assert {e.user_id for e in events} == {"outbox-alice"} and {e.channel for e in events} == {"api"}
 
 
-async def test_an_event_exists_exactly_when_its_message_does(db_settings: Settings, token: TokenFactory) -> None:
+async def test_an_event_exists_exactly_when_its_message_does(own_db: Settings, token: TokenFactory) -> None:
     bob, eve = token("outbox-bob"), token("outbox-eve")
-    async for _, client in running_app(db_settings, bot=FakeBot(fail=True)):
-        before = len(await outbox_rows(db_settings))
+    async with app_client(own_db, bot=FakeBot(fail=True)) as (_, client):
+        before = len(await outbox_rows(own_db))
         body = {"user_id": "outbox-bob", "message": "x"}
         failed = await client.post("/api/v1/messages", headers=auth(bob), json=body)
         assert failed.status_code == 503
@@ -137,17 +148,18 @@ async def test_an_event_exists_exactly_when_its_message_does(db_settings: Settin
         body = {"conversation_id": cid, "user_id": "outbox-eve", "message": "y"}
         refused = await client.post("/api/v1/messages", headers=auth(eve), json=body)
         assert refused.status_code == 404
-        rows = (await outbox_rows(db_settings))[before:]
+        rows = (await outbox_rows(own_db))[before:]
     # The stored message has its event and the bot failure is on record; the refused one left no trace.
     assert [(r.type, r.conversation_id) for r in rows] == [("message.received", cid), ("bot.unavailable", cid)]
     assert rows[0].payload["message_id"] == failed.json()["message_id"] == rows[1].payload["message_id"]
 
 
 async def test_events_of_the_in_process_bus_reach_subscribers_in_the_same_process(
-    db_settings: Settings, token: TokenFactory
+    own_db: Settings, token: TokenFactory
 ) -> None:
     carol = token("outbox-carol")
-    async for app, client in running_app(db_settings.model_copy(update={"event_relay_interval": 0.05}), bot=FakeBot()):
+    settings = own_db.model_copy(update={"event_relay_interval": 0.05})
+    async with app_client(settings, bot=FakeBot()) as (app, client):
         bus = app.state.container.bus
         body = {"user_id": "outbox-carol", "message": "hi"}
         response = await client.post("/api/v1/messages", headers=auth(carol), json=body)

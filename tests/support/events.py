@@ -5,14 +5,19 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
+from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
+from conversation_api.settings import Settings
+from tests.support.database import drop_schema, migrate, new_schema_name, postgres_settings, sqlite_settings
 from tests.support.processes import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -134,3 +139,36 @@ def metric_names(text: str) -> set[str]:
             names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
         names |= {sample.name for sample in family.samples}
     return names
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, bot: Bot | None = None) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """`running_app` as a context manager, so a failing assertion still shuts the app down cleanly."""
+    from tests.conftest import running_app
+
+    apps = running_app(settings, bot=bot)
+    try:
+        yield await anext(apps)
+    finally:
+        await apps.aclose()
+
+
+@contextmanager
+def fresh_database(kind: str, directory: Path) -> Iterator[Settings]:
+    """A migrated database of the test's own (a new PostgreSQL schema, or a SQLite file).
+
+    The session-wide schema is shared with the end-to-end API server, whose relay
+    publishes every outbox row it finds; tests that watch the outbox need their own.
+    """
+    if kind == "sqlite":
+        settings = sqlite_settings(directory / "own.db")
+        migrate(settings)
+        yield settings
+        return
+    schema = new_schema_name()
+    settings = postgres_settings(schema)
+    migrate(settings)
+    try:
+        yield settings
+    finally:
+        drop_schema(schema)
