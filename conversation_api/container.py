@@ -16,6 +16,8 @@ from conversation_api.events.in_process import InProcessBus
 from conversation_api.events.redis_streams import RedisStreamsBus
 from conversation_api.events.relay import OutboxRelay
 from conversation_api.gateway import MessageGateway
+from conversation_api.handoff.bot_sync import TrackerSync
+from conversation_api.handoff.sweeper import HandoffSweeper
 from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
 from conversation_api.metrics import sessions as session_metrics
 from conversation_api.settings import Settings
@@ -32,16 +34,20 @@ class Container:
     tokens: TokenDecoder
     gateway: MessageGateway
     channels: ChannelRegistry
+    tracker_sync: TrackerSync
+    handoff_sweeper: HandoffSweeper
     bus: EventBus
     relay: OutboxRelay
     session_sweeper: session_metrics.SessionSweeper
 
     def start(self) -> None:
-        """Start the background tasks (the outbox relay, the session sweeper)."""
+        """Start the background tasks (handoff sweeper, outbox relay, session sweeper)."""
+        self.handoff_sweeper.start()
         self.relay.start()
         self.session_sweeper.start()
 
     async def aclose(self) -> None:
+        await self.handoff_sweeper.stop()
         await self.session_sweeper.stop()
         await self.relay.stop()
         await self.bus.aclose()
@@ -59,6 +65,8 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(base_url=settings.rasa_url, token=settings.rasa_token, timeout=settings.rasa_timeout)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
+    channels = ChannelRegistry()
+    tracker_sync = TrackerSync(sessions=sessions, bot=bot)
     bus = build_bus(settings)
     session_metrics.configure(idle_gap_seconds=settings.session_idle_gap_seconds)
     return Container(
@@ -69,8 +77,18 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         redis=redis,
         locks=locks,
         tokens=TokenDecoder(settings),
-        gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks),
-        channels=ChannelRegistry(),
+        gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync),
+        channels=channels,
+        tracker_sync=tracker_sync,
+        handoff_sweeper=HandoffSweeper(
+            sessions=sessions,
+            locks=locks,
+            channels=channels,
+            tracker_sync=tracker_sync,
+            unclaimed_timeout=settings.handoff_timeout,
+            idle_timeout=settings.handoff_idle_timeout,
+            interval=settings.handoff_sweep_interval,
+        ),
         bus=bus,
         relay=OutboxRelay(
             sessions=sessions,

@@ -18,6 +18,9 @@ from conversation_api.conversations import service
 from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
 from conversation_api.errors import BotUnavailableError
 from conversation_api.events import turns
+from conversation_api.handoff import service as handoff
+from conversation_api.handoff.bot_sync import TrackerSync
+from conversation_api.handoff.models import BotSync
 from conversation_api.locks import ConversationLocks
 from conversation_api.metrics.instruments import BOT_CALL_FAILURES, BOT_CALLS
 
@@ -32,6 +35,8 @@ class GatewayReply:
     messages: list[BotMessage] = field(default_factory=list)
     handoff_state: HandoffState = HandoffState.bot
     turn: BotTurn | None = None
+    # This turn handed the conversation to a human: the bot still has to be paused.
+    handed_off: bool = False
 
     @property
     def text(self) -> str:
@@ -45,10 +50,12 @@ class MessageGateway:
         sessions: async_sessionmaker[AsyncSession],
         bot: Bot,
         locks: ConversationLocks,
+        tracker_sync: TrackerSync | None = None,
     ) -> None:
         self._sessions = sessions
         self._bot = bot
         self._locks = locks
+        self._sync = tracker_sync or TrackerSync(sessions=sessions, bot=bot)
 
     async def handle(
         self,
@@ -68,8 +75,16 @@ class MessageGateway:
         received = time.perf_counter()
         if conversation_id:
             async with self._locks.hold(conversation_id):
-                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
-        return await self._handle(user_id, None, text, channel, external_id, metadata, received)
+                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
+                if reply.handed_off:
+                    await self._sync.apply(reply.conversation_id)
+                return reply
+        reply = await self._handle(user_id, None, text, channel, external_id, metadata, received)
+        if reply.handed_off:
+            # Under the lock, so a CSR resolving at once cannot overtake the pause.
+            async with self._locks.hold(reply.conversation_id):
+                await self._sync.apply(reply.conversation_id)
+        return reply
 
     async def _handle(
         self,
@@ -97,6 +112,9 @@ class MessageGateway:
                     external_id=external_id,
                 )
                 turns.record_user_message(session, conversation=conversation, message=message)
+                resume_pending = bool(conversation_id) and (
+                    await handoff.pending_bot_sync(session=session, conversation_id=conversation.id) is BotSync.resume
+                )
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -108,6 +126,13 @@ class MessageGateway:
                     "routed to human conversation_id=%s state=%s", conversation.id, conversation.handoff_state.value
                 )
                 return reply
+            if resume_pending and not await self._sync.apply(conversation.id):
+                # Rasa would log the message but, still paused, never answer it.
+                raise BotUnavailableError(
+                    "the bot is unavailable (it could not be resumed after a handoff); your message was saved",
+                    conversation_id=conversation.id,
+                    message_id=message.id,
+                )
 
             called = time.perf_counter()
             try:
@@ -148,6 +173,11 @@ class MessageGateway:
                 for bot_message in turn.messages:
                     await self._store_bot_message(session, conversation, bot_message)
                 outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
+                # Triggers take effect from the next message; this turn's reply is still the bot's.
+                reply.handed_off = (
+                    await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None
+                )
+            reply.handoff_state = conversation.handoff_state
             turns.observe_bot_turn(
                 channel=conversation.channel,
                 turn=turn,

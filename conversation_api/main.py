@@ -13,6 +13,8 @@ from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
 from conversation_api.errors import install_error_handlers
 from conversation_api.feedback.router import router as feedback_router
+from conversation_api.handoff.console import router as console_router
+from conversation_api.handoff.router import router as csr_router
 from conversation_api.logging_setup import configure_logging
 from conversation_api.metrics.middleware import PrometheusMiddleware
 from conversation_api.metrics.router import router as metrics_router
@@ -49,6 +51,8 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(conversations_router)
+    app.include_router(csr_router)
+    app.include_router(console_router)
     app.include_router(feedback_router)
     app.include_router(metrics_router)
     app.add_middleware(PrometheusMiddleware)

@@ -4,6 +4,16 @@ from conversation_api.conversations.models import Conversation, Message
 from conversation_api.events.crm_sync import CustomerProfile
 from conversation_api.events.outbox import OutboxEvent
 from conversation_api.feedback.models import Feedback
+from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
 from conversation_api.metrics.sessions import ConversationSession
 
-__all__ = ["Conversation", "ConversationSession", "CustomerProfile", "Feedback", "Message", "OutboxEvent"]
+__all__ = [
+    "Conversation",
+    "ConversationHandoff",
+    "ConversationSession",
+    "CustomerProfile",
+    "Feedback",
+    "HandoffTransition",
+    "Message",
+    "OutboxEvent",
+]

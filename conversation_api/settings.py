@@ -52,6 +52,15 @@ class Settings(BaseSettings):
     session_idle_gap_seconds: int = Field(
         default=1800, ge=1, description="Silence after which a conversation's session ends (session duration)."
     )
+    handoff_timeout: float = Field(
+        default=600, gt=0, description="Seconds a handed-off conversation waits for a CSR before the bot takes it back."
+    )
+    handoff_idle_timeout: float = Field(
+        default=1800, gt=0, description="Seconds without a message after which a CSR's conversation is resolved."
+    )
+    handoff_sweep_interval: float = Field(
+        default=15, gt=0, description="Seconds between checks for handoff timeouts and unsynced bot pauses."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -22,14 +22,11 @@ from conversation_api.metrics import instruments
 
 log = logging.getLogger(__name__)
 
-HANDOFF_REASONS = frozenset({"customer_request", "repeated_fallback", "low_rating", "workflow"})
-
 
 @dataclass(slots=True)
 class TurnOutcome:
     workflows: list[tuple[str, bool]] = field(default_factory=list)
     rating: int | None = None
-    handoff_reason: str | None = None
 
 
 def _slot_values(turn: BotTurn, name: str) -> list[Any]:
@@ -54,14 +51,6 @@ def workflow_reports(turn: BotTurn) -> list[dict[str, Any]]:
                 }
             )
     return reports
-
-
-def handoff_reason(turn: BotTurn) -> str | None:
-    """The reason if the turn asked for a human (SlotSet handoff_requested=true), else None."""
-    if True not in _slot_values(turn, "handoff_requested"):
-        return None
-    reasons = [r for r in _slot_values(turn, "handoff_reason") if isinstance(r, str) and r]
-    return reasons[-1] if reasons else "customer_request"
 
 
 def _rating(data: dict[str, Any]) -> int | None:
@@ -90,7 +79,10 @@ def record_user_message(session: AsyncSession, *, conversation: Conversation, me
 async def record_bot_turn(
     session: AsyncSession, *, conversation: Conversation, message: Message, turn: BotTurn
 ) -> TurnOutcome:
-    """Record intent.detected, each workflow event, handoff.requested and the bot's feedback (reply's transaction)."""
+    """Record intent.detected, each workflow event and the bot's feedback, in the reply's transaction.
+
+    `handoff.requested` is recorded by the handoff state change itself (events/handoff.py).
+    """
     ids: dict[str, Any] = {
         "conversation_id": conversation.id,
         "user_id": conversation.user_id,
@@ -139,12 +131,6 @@ async def record_bot_turn(
                 outcome.rating = rating
             except feedback.FeedbackAlreadyGiven:
                 log.info("feedback already given; bot rating ignored conversation_id=%s", conversation.id)
-    reason = handoff_reason(turn)
-    if reason is not None:
-        record_event(
-            session, type=EventType.handoff_requested, payload={"reason": reason, "message_id": message.id}, **ids
-        )
-        outcome.handoff_reason = reason
     return outcome
 
 
@@ -156,9 +142,6 @@ def observe_bot_turn(*, channel: str, turn: BotTurn, outcome: TurnOutcome, respo
         instruments.WORKFLOWS.labels(workflow, "success" if success else "failure").inc()
     if outcome.rating is not None:
         instruments.observe_feedback(rating=outcome.rating, channel=channel, source="bot")
-    if outcome.handoff_reason is not None:
-        reason = outcome.handoff_reason if outcome.handoff_reason in HANDOFF_REASONS else "other"
-        instruments.HANDOFFS_REQUESTED.labels(reason, channel).inc()
 
 
 async def record_bot_unavailable(

@@ -103,7 +103,9 @@ async def test_session_duration_is_observed_once_a_session_goes_quiet(
         await say(client, bob, "m-bob", "back again", cid)
         middle = await scrape(client)
         await asyncio.sleep(1.3)
-        closed = await session_metrics.close_idle_sessions(sessions=app.state.container.sessions)
+        # The app's sweeper (every half gap here) may have closed it already; closing is idempotent.
+        await session_metrics.close_idle_sessions(sessions=app.state.container.sessions)
+        assert await session_metrics.close_idle_sessions(sessions=app.state.container.sessions) == 0
         after = await scrape(client)
     first = metric_value(middle, "reviewbot_session_duration_seconds_count") - metric_value(
         before, "reviewbot_session_duration_seconds_count"
@@ -112,7 +114,6 @@ async def test_session_duration_is_observed_once_a_session_goes_quiet(
         before, "reviewbot_session_duration_seconds_sum"
     )
     assert first == 1 and 0.3 <= first_length < 1.3
-    assert closed == 1
     assert (
         metric_value(after, "reviewbot_session_duration_seconds_count", channel="api")
         - metric_value(middle, "reviewbot_session_duration_seconds_count", channel="api")

@@ -74,6 +74,9 @@ class ScriptedBot:
     "boom" -> the bot is unavailable. Anything else is a plain answer with intent "chitchat".
     """
 
+    def __init__(self) -> None:
+        self.paused: set[str] = set()
+
     async def send(self, *, sender_id: str, text: str, metadata: dict[str, Any]) -> BotTurn:
         if text.startswith("boom"):
             raise BotUnavailable("scripted failure")
@@ -106,6 +109,12 @@ class ScriptedBot:
 
     async def ping(self) -> None:
         return None
+
+    async def pause(self, sender_id: str) -> None:
+        self.paused.add(sender_id)
+
+    async def resume(self, sender_id: str) -> None:
+        self.paused.discard(sender_id)
 
     async def aclose(self) -> None:
         return None

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from conversation_api.bot import BotTurn
 from conversation_api.events.envelope import Event, EventType
-from conversation_api.events.turns import _rating, handoff_reason, workflow_reports
+from conversation_api.events.turns import _rating, workflow_reports
 from tests.support.events import slot
 
 
@@ -40,14 +40,6 @@ def test_workflow_reports_keep_well_formed_entries_in_order() -> None:
         {"type": "order.placed", "workflow": "order", "success": False, "data": {}},
         {"type": "contact.updated", "workflow": "other", "success": True, "data": {}},
     ]
-
-
-def test_a_handoff_request_is_read_from_the_slot_events() -> None:
-    asked = BotTurn(messages=[], events=[slot("handoff_requested", True), slot("handoff_reason", "low_rating")])
-    assert handoff_reason(asked) == "low_rating"
-    assert handoff_reason(BotTurn(messages=[], events=[slot("handoff_requested", True)])) == "customer_request"
-    assert handoff_reason(BotTurn(messages=[], events=[slot("handoff_requested", False)])) is None
-    assert handoff_reason(BotTurn(messages=[], slots={"handoff_requested": True})) is None  # only this turn's events
 
 
 def test_only_whole_ratings_from_one_to_five_count() -> None:
