@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions validate lint token bench bench-whatsapp nlu-report clean
+.PHONY: help setup train migrate run test test-api test-actions validate lint token bench bench-whatsapp nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,13 @@ validate: .venv-rasa/.installed ## check the Rasa training data
 test-actions: .venv-rasa/.installed ## unit tests of the custom actions (Rasa's Python)
 	@if [ -d tests/actions ]; then PYTHONPATH=. .venv-rasa/bin/python -m pytest -q tests/actions; fi
 
-test-api: setup train ## API, connector, integration and end-to-end tests (Python 3.11)
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+browser: ## headless Chromium for the console's browser test (Debian packages, installed once)
+	@[ -x "$(CHROMIUM)" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
+
+test-api: setup train browser ## API, connector, integration and end-to-end tests (Python 3.11)
 	.venv/bin/python -m pytest -q tests --ignore=tests/actions
 
 test: setup train validate test-actions test-api ## everything: set-up, data validation and all tests

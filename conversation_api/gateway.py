@@ -7,6 +7,7 @@ persistence, routing and ordering are the same everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,12 @@ from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
 from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
 from conversation_api.errors import BotUnavailableError
+from conversation_api.events import turns
+from conversation_api.handoff import service as handoff
+from conversation_api.handoff.bot_sync import TrackerSync
+from conversation_api.handoff.models import BotSync
 from conversation_api.locks import ConversationLocks
+from conversation_api.metrics.instruments import BOT_CALL_FAILURES, BOT_CALLS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,8 @@ class GatewayReply:
     messages: list[BotMessage] = field(default_factory=list)
     handoff_state: HandoffState = HandoffState.bot
     turn: BotTurn | None = None
+    # This turn handed the conversation to a human: the bot still has to be paused.
+    handed_off: bool = False
 
     @property
     def text(self) -> str:
@@ -42,10 +50,12 @@ class MessageGateway:
         sessions: async_sessionmaker[AsyncSession],
         bot: Bot,
         locks: ConversationLocks,
+        tracker_sync: TrackerSync | None = None,
     ) -> None:
         self._sessions = sessions
         self._bot = bot
         self._locks = locks
+        self._sync = tracker_sync or TrackerSync(sessions=sessions, bot=bot)
 
     async def handle(
         self,
@@ -62,10 +72,19 @@ class MessageGateway:
         Raises ConversationNotFound for an unknown or foreign conversation and
         BotUnavailableError (after the message is stored) when the bot fails.
         """
+        received = time.perf_counter()
         if conversation_id:
             async with self._locks.hold(conversation_id):
-                return await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
-        return await self._handle(user_id, None, text, channel, external_id, metadata)
+                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
+                if reply.handed_off:
+                    await self._sync.apply(reply.conversation_id)
+                return reply
+        reply = await self._handle(user_id, None, text, channel, external_id, metadata, received)
+        if reply.handed_off:
+            # Under the lock, so a CSR resolving at once cannot overtake the pause.
+            async with self._locks.hold(reply.conversation_id):
+                await self._sync.apply(reply.conversation_id)
+        return reply
 
     async def _handle(
         self,
@@ -75,6 +94,7 @@ class MessageGateway:
         channel: str,
         external_id: str | None,
         metadata: dict[str, Any] | None,
+        received: float,
     ) -> GatewayReply:
         async with self._sessions() as session:
             async with session.begin():
@@ -97,6 +117,11 @@ class MessageGateway:
                     text=text,
                     external_id=external_id,
                 )
+                if existing is None:  # a retried message was recorded the first time
+                    turns.record_user_message(session, conversation=conversation, message=message)
+                resume_pending = bool(conversation_id) and (
+                    await handoff.pending_bot_sync(session=session, conversation_id=conversation.id) is BotSync.resume
+                )
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -108,7 +133,15 @@ class MessageGateway:
                     "routed to human conversation_id=%s state=%s", conversation.id, conversation.handoff_state.value
                 )
                 return reply
+            if resume_pending and not await self._sync.apply(conversation.id):
+                # Rasa would log the message but, still paused, never answer it.
+                raise BotUnavailableError(
+                    "the bot is unavailable (it could not be resumed after a handoff); your message was saved",
+                    conversation_id=conversation.id,
+                    message_id=message.id,
+                )
 
+            called = time.perf_counter()
             try:
                 turn = await self._bot.send(
                     sender_id=conversation.id,
@@ -116,12 +149,25 @@ class MessageGateway:
                     metadata={"user_id": user_id, "channel": conversation.channel, **(metadata or {})},
                 )
             except BotUnavailable as exc:
+                BOT_CALLS.labels("error").observe(time.perf_counter() - called)
+                BOT_CALL_FAILURES.inc()
                 log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
+                try:
+                    await turns.record_bot_unavailable(
+                        session, conversation=conversation, message=message, reason=exc.reason
+                    )
+                except Exception as record_error:  # the 503 below matters more than the event
+                    log.warning(
+                        "bot.unavailable not recorded conversation_id=%s error=%s",
+                        conversation.id,
+                        type(record_error).__name__,
+                    )
                 raise BotUnavailableError(
                     f"the bot is unavailable ({exc.reason}); your message was saved",
                     conversation_id=conversation.id,
                     message_id=message.id,
                 ) from exc
+            BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
 
             async with session.begin():
                 await service.record_understanding(
@@ -133,6 +179,18 @@ class MessageGateway:
                 )
                 for bot_message in turn.messages:
                     await self._store_bot_message(session, conversation, bot_message)
+                outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
+                # Triggers take effect from the next message; this turn's reply is still the bot's.
+                reply.handed_off = (
+                    await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None
+                )
+            reply.handoff_state = conversation.handoff_state
+            turns.observe_bot_turn(
+                channel=conversation.channel,
+                turn=turn,
+                outcome=outcome,
+                response_seconds=time.perf_counter() - received,
+            )
             reply.messages = turn.messages
             reply.turn = turn
             log.info(

@@ -13,7 +13,12 @@ from conversation_api.bot import Bot
 from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
 from conversation_api.errors import install_error_handlers
+from conversation_api.feedback.router import router as feedback_router
+from conversation_api.handoff.console import router as console_router
+from conversation_api.handoff.router import router as csr_router
 from conversation_api.logging_setup import configure_logging
+from conversation_api.metrics.middleware import PrometheusMiddleware
+from conversation_api.metrics.router import router as metrics_router
 from conversation_api.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -32,6 +37,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = build_container(settings, bot=bot)
         app.state.container = container
+        container.start()
         if container.whatsapp is not None:
             await container.whatsapp.start()
         try:
@@ -48,6 +54,11 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(conversations_router)
+    app.include_router(csr_router)
+    app.include_router(console_router)
+    app.include_router(feedback_router)
+    app.include_router(metrics_router)
+    app.add_middleware(PrometheusMiddleware)
     app.include_router(whatsapp_webhook.router)
     return app
 

@@ -43,6 +43,26 @@ class Settings(BaseSettings):
     )
     jwt_ttl_seconds: int = 3600
     log_level: str = "INFO"
+    # Events and metrics (conversation_api/events, conversation_api/metrics).
+    events_redis_url: str | None = Field(
+        default=None, description="Redis for the event streams; REDIS_URL when unset; in-process when both are."
+    )
+    events_stream_prefix: str = Field(default="reviewbot:events", min_length=1)
+    events_stream_maxlen: int = Field(default=100_000, ge=100)
+    event_relay_interval: float = Field(default=0.25, gt=0, description="Seconds between outbox polls when idle.")
+    event_relay_batch: int = Field(default=500, ge=1)
+    session_idle_gap_seconds: int = Field(
+        default=1800, ge=1, description="Silence after which a conversation's session ends (session duration)."
+    )
+    handoff_timeout: float = Field(
+        default=600, gt=0, description="Seconds a handed-off conversation waits for a CSR before the bot takes it back."
+    )
+    handoff_idle_timeout: float = Field(
+        default=1800, gt=0, description="Seconds without a message after which a CSR's conversation is resolved."
+    )
+    handoff_sweep_interval: float = Field(
+        default=15, gt=0, description="Seconds between checks for handoff timeouts and unsynced bot pauses."
+    )
 
     # WhatsApp Cloud API connector (connectors/whatsapp): enabled when all four secrets are set.
     whatsapp_verify_token: str | None = None
@@ -65,7 +85,15 @@ class Settings(BaseSettings):
     def _normalise_dsn(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("redis_url", "rasa_token", "jwt_public_key", "database_schema", *WHATSAPP_SECRETS, mode="before")
+    @field_validator(
+        "redis_url",
+        "events_redis_url",
+        "rasa_token",
+        "jwt_public_key",
+        "database_schema",
+        *WHATSAPP_SECRETS,
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -103,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def event_bus_url(self) -> str | None:
+        return self.events_redis_url or self.redis_url
 
 
 @lru_cache

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -12,6 +13,15 @@ from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
 log = logging.getLogger(__name__)
 
 CHANNEL_PATH = "/webhooks/reviewbot"
+
+# Rasa's own tracker events for a handoff: pausing makes Rasa log but never answer a
+# message, so its state agrees with the gateway's even if a message reached it.
+PAUSE_EVENTS: list[dict[str, Any]] = [{"event": "pause"}]
+RESUME_EVENTS: list[dict[str, Any]] = [
+    {"event": "resume"},
+    {"event": "slot", "name": "handoff_requested", "value": False},
+    {"event": "slot", "name": "handoff_reason", "value": None},
+]
 
 
 def _message(raw: dict[str, Any]) -> BotMessage:
@@ -48,6 +58,8 @@ class RasaChannelBot:
         client: httpx.AsyncClient | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Rasa's HTTP API (--enable-api --auth-token) takes the token as a query parameter.
+        self._api_params = {"token": token} if token else {}
         self._client = client or httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -79,6 +91,27 @@ class RasaChannelBot:
             raise BotUnavailable(f"the bot is unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:
             raise BotUnavailable(f"the bot answered HTTP {response.status_code}")
+
+    async def pause(self, sender_id: str) -> None:
+        await self._append_events(sender_id, PAUSE_EVENTS)
+
+    async def resume(self, sender_id: str) -> None:
+        await self._append_events(sender_id, RESUME_EVENTS)
+
+    async def _append_events(self, sender_id: str, events: list[dict[str, Any]]) -> None:
+        path = f"/conversations/{quote(sender_id, safe='')}/tracker/events"
+        # include_events=NONE: the answer is the whole tracker otherwise, and we only need the status.
+        params = {**self._api_params, "include_events": "NONE"}
+        try:
+            response = await self._client.post(path, params=params, json=events)
+        except httpx.TimeoutException as exc:
+            raise BotUnavailable("the bot did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise BotUnavailable(f"the bot is unreachable ({type(exc).__name__})") from exc
+        if response.status_code in (401, 403):
+            raise BotUnavailable("the bot refused our token (check RASA_TOKEN and --enable-api)")
+        if response.status_code >= 400:
+            raise BotUnavailable(f"the bot answered HTTP {response.status_code} to tracker events")
 
     async def aclose(self) -> None:
         await self._client.aclose()

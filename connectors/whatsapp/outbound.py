@@ -39,8 +39,19 @@ class WhatsAppChannel:
         self._sessions = sessions
 
     async def deliver(self, *, conversation: Conversation, message: Message) -> None:
-        """OutboundChannel: send a stored bot or CSR message to the customer (see `send`)."""
-        await self.send(conversation=conversation, message=message)
+        """OutboundChannel: send a stored CSR (or bot) message; WhatsAppDeliveryError if any part was not accepted.
+
+        Unlike `send`, permanent failures raise too, so the CSR API can tell the
+        CSR (outside the 24-hour window, blocked number...). The failure is stored.
+        """
+        failed = [row for row in await self.send(conversation=conversation, message=message) if not row.wamid]
+        if failed:
+            raise WhatsAppDeliveryError(
+                f"WhatsApp did not accept the message ({failed[0].error_reason}); it is stored as failed",
+                conversation_id=conversation.id,
+                message_id=message.id,
+                error_code=failed[0].error_code,
+            )
 
     async def send(self, *, conversation: Conversation, message: Message) -> list[WhatsAppOutbound]:
         """Send `message` (text, buttons, image) to the conversation's WhatsApp user; the stored Graph requests.

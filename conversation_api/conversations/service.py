@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conversation_api.conversations.models import Channel, Conversation, Message, Sender
 from conversation_api.db import utcnow
 from conversation_api.errors import ConversationNotFound
+from conversation_api.metrics import sessions as activity
 
 
 async def get(*, session: AsyncSession, conversation_id: str) -> Conversation | None:
@@ -70,6 +71,9 @@ async def append_message(
     session.add(message)
     conversation.updated_at = now
     await session.flush()
+    await activity.message_stored(
+        session=session, conversation_id=conversation.id, channel=conversation.channel, sender=str(sender), at=now
+    )
     return message
 
 

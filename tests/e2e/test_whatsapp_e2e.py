@@ -3,24 +3,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import update
 
-from connectors.whatsapp.graph import GraphClient
-from connectors.whatsapp.models import WhatsAppContact
-from connectors.whatsapp.outbound import WhatsAppChannel
-from conversation_api.conversations import service
-from conversation_api.conversations.models import Conversation, HandoffState, Sender
-from conversation_api.db import create_engine, create_session_factory
 from conversation_api.settings import Settings
 from tests.conftest import TokenFactory, auth
-from tests.support.fake_graph import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraph
+from tests.support.fake_graph import FakeGraph
 from tests.support.stack import BotStack, api_server
 from tests.support.whatsapp import WEBHOOK, new_wa_id, new_wamid, signed, text_payload, wait_until, whatsapp_env
 
@@ -59,10 +51,6 @@ def history(api: httpx.Client, token: TokenFactory, wa_id: str) -> list[dict]:
     return api.get(f"/api/v1/user/{user}/messages/{cid}", headers=auth(token(user))).json()["messages"]
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
 def test_a_signed_text_is_stored_and_rasa_s_reply_is_sent_to_the_customer(
     whatsapp_api: httpx.Client, graph: FakeGraph, token: TokenFactory
 ) -> None:
@@ -98,62 +86,38 @@ def test_five_deliveries_of_one_message_give_one_reply(
 
 
 def test_after_asking_for_a_human_the_bot_does_not_answer(
-    whatsapp_api: httpx.Client, graph: FakeGraph, pg_settings: Settings, token: TokenFactory
+    whatsapp_api: httpx.Client, graph: FakeGraph, token: TokenFactory
 ) -> None:
     wa_id = new_wa_id()
     deliver(whatsapp_api, text_payload(wa_id, "i want to talk to a human"))
     assert wait_until(lambda: graph.texts(wa_id)) == [HANDOFF]
     assert history(whatsapp_api, token, wa_id)[0]["intent"] == "request_human"
+    user = f"whatsapp:{wa_id}"
+    states = whatsapp_api.get(f"/api/v1/user/{user}/conversations", headers=auth(token(user))).json()
+    assert states["conversations"][0]["handoff_state"] == "pending_human"
 
-    async def hand_over_if_needed() -> str:
-        # The gateway's handoff routing from the bot's `handoff_requested` slot is issue 4's; until it is
-        # merged this test moves the conversation to pending_human itself, as a CSR queue would.
-        engine = create_engine(pg_settings)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                contact = await session.get(WhatsAppContact, wa_id)
-                conversation = await session.get(Conversation, contact.conversation_id)
-                if conversation.handoff_state is HandoffState.bot:
-                    await session.execute(
-                        update(Conversation)
-                        .where(Conversation.id == conversation.id)
-                        .values(handoff_state=HandoffState.pending_human)
-                    )
-                return conversation.id
-        finally:
-            await engine.dispose()
-
-    run(hand_over_if_needed())
     deliver(whatsapp_api, text_payload(wa_id, "hello? anyone?"))
     wait_until(lambda: [m["text"] for m in history(whatsapp_api, token, wa_id)][-1] == "hello? anyone?")
-    time.sleep(2)
+    time.sleep(2)  # time for a (wrong) bot reply to arrive
     assert graph.texts(wa_id) == [HANDOFF]
     assert [m["sender"] for m in history(whatsapp_api, token, wa_id)] == ["user", "bot", "user"]
 
 
-def test_a_csr_reply_is_sent_to_the_customer(
-    whatsapp_api: httpx.Client, graph: FakeGraph, pg_settings: Settings
-) -> None:
+def test_a_csr_reply_is_sent_to_the_customer(whatsapp_api: httpx.Client, graph: FakeGraph, token: TokenFactory) -> None:
     wa_id = new_wa_id()
-    deliver(whatsapp_api, text_payload(wa_id, "hello"))
+    deliver(whatsapp_api, text_payload(wa_id, "can i talk to a human"))
     wait_until(lambda: graph.texts(wa_id))
+    user = f"whatsapp:{wa_id}"
+    cid = whatsapp_api.get(f"/api/v1/user/{user}/conversations", headers=auth(token(user))).json()["conversations"][0][
+        "conversation_id"
+    ]
 
-    async def csr_replies() -> None:
-        # What the CSR API does: store the CSR's message, then deliver it through the conversation's channel.
-        engine = create_engine(pg_settings)
-        sessions = create_session_factory(engine)
-        client = GraphClient(base_url=graph.url, phone_number_id=PHONE_NUMBER_ID, access_token=ACCESS_TOKEN)
-        try:
-            async with sessions() as session, session.begin():
-                contact = await session.get(WhatsAppContact, wa_id)
-                conversation = await session.get(Conversation, contact.conversation_id)
-                message = await service.append_message(
-                    session=session, conversation=conversation, sender=Sender.csr, text="Hi, Sam here. How can I help?"
-                )
-            await WhatsAppChannel(graph=client, sessions=sessions).deliver(conversation=conversation, message=message)
-        finally:
-            await client.aclose()
-            await engine.dispose()
-
-    run(csr_replies())
-    assert graph.texts(wa_id) == [GREETING, "Hi, Sam here. How can I help?"]
+    csr = auth(token("sam", "csr"))
+    assert whatsapp_api.post(f"/api/v1/csr/conversations/{cid}/claim", headers=csr).status_code == 200
+    reply = whatsapp_api.post(
+        f"/api/v1/csr/conversations/{cid}/messages", headers=csr, json={"message": "Hi, Sam here. How can I help?"}
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["delivered_via"] == "whatsapp"
+    assert graph.texts(wa_id) == [HANDOFF, "Hi, Sam here. How can I help?"]
+    assert graph.sends(wa_id)[-1]["to"] == wa_id

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from sqlalchemy import select, update
 
+from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.models import WhatsAppContact, WhatsAppInbound, WhatsAppOutbound, WhatsAppStatus
 from connectors.whatsapp.store import user_id_for
 from conversation_api.container import Container
@@ -488,6 +489,13 @@ async def test_a_csr_reply_goes_out_through_the_registered_whatsapp_channel(wa: 
     assert wa.graph.texts(wa_id)[-1] == "Hi, this is Sam from the salon."
     rows = await wa.outbound(wa_id)
     assert (rows[-1].message_id, rows[-1].status) == (reply.id, "accepted")
+
+    # A CSR is told when WhatsApp refuses (here: the number cannot receive messages); the failure is stored.
+    wa.graph.fail_next(131026)
+    with pytest.raises(WhatsAppDeliveryError) as caught:
+        await wa.container.channels.for_conversation(conversation).deliver(conversation=conversation, message=reply)
+    assert caught.value.extra["error_code"] == 131026
+    assert (await wa.outbound(wa_id))[-1].status == "failed"
 
 
 async def _async(value):

@@ -116,3 +116,37 @@ async def test_nothing_listening_is_bot_unavailable() -> None:
     with pytest.raises(BotUnavailable, match="unreachable"):
         await bot.ping()
     await bot.aclose()
+
+
+async def test_pause_and_resume_append_tracker_events_with_the_api_token(server: str) -> None:
+    bot = RasaChannelBot(base_url=server, token="s3cret", timeout=2)
+    await bot.pause("c/1")
+    await bot.resume("c/1")
+    await bot.aclose()
+    assert [(s["path"], s["body"]) for s in Behaviour.seen] == [
+        ("/conversations/c%2F1/tracker/events?token=s3cret&include_events=NONE", [{"event": "pause"}]),
+        (
+            "/conversations/c%2F1/tracker/events?token=s3cret&include_events=NONE",
+            [
+                {"event": "resume"},
+                {"event": "slot", "name": "handoff_requested", "value": False},
+                {"event": "slot", "name": "handoff_reason", "value": None},
+            ],
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("status", "reason"), [(401, "token"), (500, "HTTP 500")])
+async def test_a_refused_pause_is_bot_unavailable(server: str, status: int, reason: str) -> None:
+    Behaviour.status = status
+    bot = RasaChannelBot(base_url=server, token="s3cret", timeout=2)
+    with pytest.raises(BotUnavailable, match=reason):
+        await bot.pause("c1")
+    await bot.aclose()
+
+
+async def test_pause_with_nothing_listening_is_bot_unavailable() -> None:
+    bot = RasaChannelBot(base_url=f"http://127.0.0.1:{free_port()}", token=None, timeout=1)
+    with pytest.raises(BotUnavailable, match="unreachable"):
+        await bot.resume("c1")
+    await bot.aclose()

@@ -1,0 +1,1 @@
+"""Human handoff: the routing flag, its audit trail, the CSR queue and console."""

@@ -1,0 +1,157 @@
+"""The CSR API: the queue of handed-off conversations, claim, reply, resolve, transcript.
+
+Every route needs a `csr` or `admin` token; a `client` token gets 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from conversation_api.auth import Principal
+from conversation_api.conversations.models import HandoffState
+from conversation_api.conversations.schemas import MessageOut
+from conversation_api.deps import ContainerDep, CurrentUser, SessionDep
+from conversation_api.errors import ApiError, Forbidden
+from conversation_api.handoff import service
+from conversation_api.handoff.schemas import (
+    CsrMessageRequest,
+    CsrMessageResponse,
+    Handling,
+    QueueItem,
+    QueueResponse,
+    ResolveRequest,
+    TranscriptResponse,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailed(ApiError):
+    """The reply is stored, but the customer's channel did not take it."""
+
+    status_code = 503
+    code = "delivery_failed"
+
+
+def staff_only(principal: CurrentUser) -> Principal:
+    if not principal.is_staff:
+        raise Forbidden("the CSR API needs a csr or admin token")
+    return principal
+
+
+Staff = Annotated[Principal, Depends(staff_only)]
+ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
+
+router = APIRouter(prefix="/api/v1/csr", tags=["csr"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing, expired or forged token."},
+    403: {"description": "The token is not a csr or admin token."},
+    404: {"description": "Unknown conversation."},
+    409: {"description": "The conversation's state does not allow this (`detail` says why; `claimed_by` if claimed)."},
+    422: {"description": "Invalid body or parameters; `detail` names the field."},
+}
+
+
+@router.get("/queue", response_model=QueueResponse, responses=ERRORS)
+async def csr_queue(
+    principal: Staff,
+    session: SessionDep,
+    state: Annotated[
+        HandoffState | None,
+        Query(description="`pending_human` (default: waiting for a CSR) or `with_human` (claimed)."),
+    ] = None,
+    mine: Annotated[bool, Query(description="Only conversations claimed by the caller.")] = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 100,
+) -> QueueResponse:
+    """Handed-off conversations, longest waiting first, with customer, last message and intents seen."""
+    wanted = state or HandoffState.pending_human
+    if wanted is HandoffState.bot:
+        raise ApiError("state must be pending_human or with_human")
+    entries = await service.queue(
+        session=session, states=[wanted], claimed_by=principal.user_id if mine else None, limit=limit
+    )
+    return QueueResponse(items=[QueueItem.of_entry(e) for e in entries])
+
+
+@router.get("/conversations/{conversation_id}", response_model=TranscriptResponse, responses=ERRORS)
+async def csr_transcript(
+    conversation_id: ConversationId,
+    principal: Staff,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> TranscriptResponse:
+    """The full transcript with senders and intents, and the handoff state history."""
+    transcript = await service.transcript(session=session, conversation_id=conversation_id, limit=limit)
+    return TranscriptResponse.of_transcript(transcript)
+
+
+@router.post("/conversations/{conversation_id}/claim", response_model=Handling, responses=ERRORS)
+async def csr_claim(conversation_id: ConversationId, principal: Staff, session: SessionDep) -> Handling:
+    """Assign a waiting conversation to the caller. If another CSR has it: 409."""
+    async with session.begin():
+        conversation = await service.claim(session=session, conversation_id=conversation_id, csr=principal)
+        handoff = await service.handoff_of(session=session, conversation_id=conversation_id)
+    return Handling.of(conversation, handoff)
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    response_model=CsrMessageResponse,
+    status_code=201,
+    responses={**ERRORS, 503: {"description": "Stored, but the customer's channel refused it (`message_id`)."}},
+)
+async def csr_reply(
+    conversation_id: ConversationId,
+    body: CsrMessageRequest,
+    principal: Staff,
+    session: SessionDep,
+    container: ContainerDep,
+) -> CsrMessageResponse:
+    """Reply as the CSR who claimed the conversation: stored with sender `csr`, then sent on the customer's channel."""
+    async with session.begin():
+        conversation, message = await service.reply(
+            session=session, conversation_id=conversation_id, csr=principal, text=body.message
+        )
+    try:
+        await container.channels.for_conversation(conversation).deliver(conversation=conversation, message=message)
+    except Exception as exc:  # any channel failure: the reply is stored, say so instead of a bare 500
+        log.warning(
+            "csr reply not delivered conversation_id=%s channel=%s error=%s",
+            conversation_id,
+            conversation.channel,
+            type(exc).__name__,
+        )
+        raise DeliveryFailed(
+            f"the reply was saved but the {conversation.channel} channel did not accept it",
+            conversation_id=conversation_id,
+            message_id=message.id,
+        ) from exc
+    return CsrMessageResponse(
+        conversation_id=conversation_id, message=MessageOut.of(message), delivered_via=conversation.channel
+    )
+
+
+@router.post("/conversations/{conversation_id}/resolve", response_model=Handling, responses=ERRORS)
+async def csr_resolve(
+    conversation_id: ConversationId,
+    principal: Staff,
+    session: SessionDep,
+    container: ContainerDep,
+    body: ResolveRequest | None = None,
+) -> Handling:
+    """Hand the conversation back to the bot (Rasa is resumed); an optional note goes into the audit trail."""
+    # The lock orders this resume after any pause the gateway is still sending for this conversation.
+    async with container.locks.hold(conversation_id):
+        async with session.begin():
+            conversation = await service.resolve(
+                session=session, conversation_id=conversation_id, csr=principal, note=body.note if body else None
+            )
+        await container.tracker_sync.apply(conversation_id)
+    async with session.begin():
+        handoff = await service.handoff_of(session=session, conversation_id=conversation_id)
+        await session.refresh(handoff)
+    return Handling.of(conversation, handoff)

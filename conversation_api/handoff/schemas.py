@@ -1,0 +1,169 @@
+"""Request and response bodies of the CSR API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conversation_api.conversations.models import HandoffState
+from conversation_api.conversations.schemas import MAX_MESSAGE_CHARS, MessageOut, as_utc
+from conversation_api.handoff import service
+from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    return as_utc(moment) if moment is not None else None
+
+
+class Handling(BaseModel):
+    """Who has a conversation and since when."""
+
+    conversation_id: str
+    user_id: str = Field(description="The customer.")
+    channel: str
+    handoff_state: HandoffState
+    reason: str | None = Field(default=None, description="Why it was handed off, while it is.")
+    waiting_since: datetime | None = Field(default=None, description="When it was handed off, while it is.")
+    claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    bot_in_step: bool = Field(
+        default=True, description="False while the bot has not yet acknowledged the pause/resume (retried)."
+    )
+
+    @classmethod
+    def of(cls, conversation: Any, handoff: ConversationHandoff | None) -> Handling:
+        return cls(
+            conversation_id=conversation.id,
+            user_id=conversation.user_id,
+            channel=conversation.channel,
+            handoff_state=conversation.handoff_state,
+            reason=handoff.reason if handoff else None,
+            waiting_since=_utc(handoff.requested_at) if handoff else None,
+            claimed_by=handoff.claimed_by if handoff else None,
+            claimed_at=_utc(handoff.claimed_at) if handoff else None,
+            bot_in_step=handoff is None or handoff.bot_sync is None,
+        )
+
+
+class LastMessage(BaseModel):
+    sender: str
+    text: str
+    timestamp: datetime
+
+
+class QueueItem(Handling):
+    last_message: LastMessage | None
+    message_count: int
+    intents: list[str] = Field(description="Distinct intents of the customer's messages, first seen first.")
+    entities: list[dict[str, Any]] = Field(description="Distinct `{entity, value}` pairs NLU extracted.")
+
+    @classmethod
+    def of_entry(cls, entry: service.QueueEntry) -> QueueItem:
+        last = entry.last_message
+        return cls(
+            **Handling.of(entry.conversation, entry.handoff).model_dump(),
+            last_message=LastMessage(sender=last.sender.value, text=last.text, timestamp=as_utc(last.created_at))
+            if last
+            else None,
+            message_count=entry.message_count,
+            intents=entry.understanding.intents,
+            entities=entry.understanding.entities,
+        )
+
+
+class QueueResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "items": [
+                        {
+                            "conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10",
+                            "user_id": "alice",
+                            "channel": "whatsapp",
+                            "handoff_state": "pending_human",
+                            "reason": "customer_request",
+                            "waiting_since": "2026-11-25T14:03:00Z",
+                            "claimed_by": None,
+                            "claimed_at": None,
+                            "bot_in_step": True,
+                            "last_message": {
+                                "sender": "user",
+                                "text": "is anyone there?",
+                                "timestamp": "2026-11-25T14:04:10Z",
+                            },
+                            "message_count": 5,
+                            "intents": ["greet", "faq", "request_human"],
+                            "entities": [],
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+
+    items: list[QueueItem] = Field(description="Longest waiting first.")
+
+
+class TransitionOut(BaseModel):
+    from_state: HandoffState
+    to_state: HandoffState
+    actor: str
+    reason: str
+    note: str | None
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, row: HandoffTransition) -> TransitionOut:
+        return cls(
+            from_state=row.from_state,
+            to_state=row.to_state,
+            actor=row.actor,
+            reason=row.reason,
+            note=row.note,
+            timestamp=as_utc(row.created_at),
+        )
+
+
+class TranscriptResponse(Handling):
+    messages: list[MessageOut] = Field(description="Oldest first, with senders user, bot and csr.")
+    intents: list[str]
+    entities: list[dict[str, Any]]
+    transitions: list[TransitionOut] = Field(description="The state history, oldest first.")
+
+    @classmethod
+    def of_transcript(cls, transcript: service.Transcript) -> TranscriptResponse:
+        return cls(
+            **Handling.of(transcript.conversation, transcript.handoff).model_dump(),
+            messages=[MessageOut.of(m) for m in transcript.messages],
+            intents=transcript.understanding.intents,
+            entities=transcript.understanding.entities,
+            transitions=[TransitionOut.of(t) for t in transcript.transitions],
+        )
+
+
+class CsrMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"message": "Hi Alice, Sam here."}]})
+
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be blank")
+        return value
+
+
+class CsrMessageResponse(BaseModel):
+    conversation_id: str
+    message: MessageOut
+    delivered_via: str = Field(description="The customer's channel the reply went out on.")
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000, description="Why or how it was resolved (audit).")
