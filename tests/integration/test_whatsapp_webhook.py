@@ -216,6 +216,10 @@ async def test_a_text_message_is_acknowledged_stored_answered_and_marked_read(wa
     assert [o.message_id for o in outbound] == [messages[1].id, messages[2].id]
     assert all(o.wamid in wa.graph.wamids() for o in outbound)
 
+    exposed = (await wa.http.get("/metrics")).text
+    assert 'whatsapp_webhook_requests_total{result="ok"}' in exposed
+    assert "whatsapp_reply_seconds_count" in exposed
+
 
 async def test_the_next_message_continues_the_same_conversation(wa: WA) -> None:
     wa_id = new_wa_id()
