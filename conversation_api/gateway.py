@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
-from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
+from conversation_api.conversations.models import Channel, HandoffState, Sender
 from conversation_api.errors import BotUnavailableError
 from conversation_api.events import turns
 from conversation_api.handoff import service as handoff
@@ -102,8 +102,12 @@ class MessageGateway:
                     conversation = await service.get_owned(
                         session=session, conversation_id=conversation_id, user_id=user_id
                     )
+                    # Loaded now, the bookkeeping row serves the handoff triggers after the bot call
+                    # from the session, without another query.
+                    bookkeeping = await handoff.handoff_of(session=session, conversation_id=conversation.id)
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
+                    bookkeeping = handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
                 # A channel retrying a message it already handed over (WhatsApp after a bot outage) reuses it.
                 existing = (
                     await service.find_external(session=session, channel=conversation.channel, external_id=external_id)
@@ -119,9 +123,7 @@ class MessageGateway:
                 )
                 if existing is None:  # a retried message was recorded the first time
                     turns.record_user_message(session, conversation=conversation, message=message)
-                resume_pending = bool(conversation_id) and (
-                    await handoff.pending_bot_sync(session=session, conversation_id=conversation.id) is BotSync.resume
-                )
+                resume_pending = bookkeeping.bot_sync is BotSync.resume
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -177,8 +179,14 @@ class MessageGateway:
                     entities=turn.entities,
                     confidence=turn.confidence,
                 )
-                for bot_message in turn.messages:
-                    await self._store_bot_message(session, conversation, bot_message)
+                await service.append_messages(
+                    session=session,
+                    conversation=conversation,
+                    sender=Sender.bot,
+                    messages=[
+                        service.NewMessage(text=m.text or m.image or "", payload=m.payload()) for m in turn.messages
+                    ],
+                )
                 outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
                 # Triggers take effect from the next message; this turn's reply is still the bot's.
                 reply.handed_off = (
@@ -197,13 +205,3 @@ class MessageGateway:
                 "bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent, len(turn.messages)
             )
             return reply
-
-    @staticmethod
-    async def _store_bot_message(session: AsyncSession, conversation: Any, bot_message: BotMessage) -> Message:
-        return await service.append_message(
-            session=session,
-            conversation=conversation,
-            sender=Sender.bot,
-            text=bot_message.text or bot_message.image or "",
-            payload=bot_message.payload(),
-        )

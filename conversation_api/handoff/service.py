@@ -122,11 +122,11 @@ async def handoff_of(*, session: AsyncSession, conversation_id: str) -> Conversa
     return row
 
 
-async def pending_bot_sync(*, session: AsyncSession, conversation_id: str) -> BotSync | None:
-    """The pause/resume the bot has not acknowledged yet, if any."""
-    return await session.scalar(
-        select(ConversationHandoff.bot_sync).where(ConversationHandoff.conversation_id == conversation_id)
-    )
+def start_bookkeeping(*, session: AsyncSession, conversation_id: str) -> ConversationHandoff:
+    """The bookkeeping row of a conversation created in this transaction (no query needed)."""
+    row = ConversationHandoff(conversation_id=conversation_id, fallback_streak=0)
+    session.add(row)
+    return row
 
 
 # --- triggers ------------------------------------------------------------------------
@@ -193,11 +193,9 @@ async def _count_fallbacks(session: AsyncSession, conversation: Conversation, tu
         handoff = await handoff_of(session=session, conversation_id=conversation.id)
         handoff.fallback_streak += 1
         return handoff.fallback_streak
-    await session.execute(
-        update(ConversationHandoff)
-        .where(ConversationHandoff.conversation_id == conversation.id, ConversationHandoff.fallback_streak != 0)
-        .values(fallback_streak=0)
-    )
+    row = await session.get(ConversationHandoff, conversation.id)
+    if row is not None and row.fallback_streak:
+        row.fallback_streak = 0
     return 0
 
 

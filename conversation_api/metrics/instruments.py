@@ -89,8 +89,8 @@ WHATSAPP_SEND_FAILURES = Counter(
 SENT_BY = {"user": "received", "bot": "sent", "csr": "sent"}
 
 
-def count_message(*, sender: str, channel: str) -> None:
-    MESSAGES.labels(SENT_BY.get(sender, "sent"), sender, channel).inc()
+def count_message(*, sender: str, channel: str, count: int = 1) -> None:
+    MESSAGES.labels(SENT_BY.get(sender, "sent"), sender, channel).inc(count)
 
 
 def observe_csr_first_response(*, channel: str, seconds: float) -> None:

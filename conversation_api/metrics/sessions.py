@@ -59,7 +59,9 @@ def _observe(rows: list[tuple[str, datetime, datetime]]) -> None:
         SESSION_DURATION.labels(channel).observe(max((last_message_at - started_at).total_seconds(), 0.0))
 
 
-async def track_activity(*, session: AsyncSession, conversation_id: str, channel: str, at: datetime) -> None:
+async def track_activity(
+    *, session: AsyncSession, conversation_id: str, channel: str, at: datetime, count: int = 1
+) -> None:
     """Extend the conversation's open session to `at`, or open a new one, in the caller's transaction."""
     extended = await session.execute(
         update(ConversationSession)
@@ -68,7 +70,7 @@ async def track_activity(*, session: AsyncSession, conversation_id: str, channel
             ConversationSession.ended_at.is_(None),
             ConversationSession.last_message_at >= at - idle_gap,
         )
-        .values(last_message_at=at, messages=ConversationSession.messages + 1)
+        .values(last_message_at=at, messages=ConversationSession.messages + count)
         .execution_options(synchronize_session=False)
     )
     if extended.rowcount:  # type: ignore[attr-defined]
@@ -83,7 +85,7 @@ async def track_activity(*, session: AsyncSession, conversation_id: str, channel
     closed = [tuple(row) for row in stale.all()]
     session.add(
         ConversationSession(
-            conversation_id=conversation_id, channel=channel, started_at=at, last_message_at=at, messages=1
+            conversation_id=conversation_id, channel=channel, started_at=at, last_message_at=at, messages=count
         )
     )
     _observe(closed)  # type: ignore[arg-type]
@@ -137,8 +139,8 @@ class SessionSweeper:
 
 
 async def message_stored(
-    *, session: AsyncSession, conversation_id: str, channel: str, sender: str, at: datetime
+    *, session: AsyncSession, conversation_id: str, channel: str, sender: str, at: datetime, count: int = 1
 ) -> None:
-    """Count a stored message and extend its session (called by conversations.service.append_message)."""
-    count_message(sender=sender, channel=channel)
-    await track_activity(session=session, conversation_id=conversation_id, channel=channel, at=at)
+    """Count stored messages and extend their session (called by conversations.service.append_messages)."""
+    count_message(sender=sender, channel=channel, count=count)
+    await track_activity(session=session, conversation_id=conversation_id, channel=channel, at=at, count=count)
