@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions validate lint token bench bench-whatsapp nlu-report clean browser
+.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench bench-whatsapp nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,6 +25,7 @@ help: ## list the targets
 setup: .venv/.installed .venv-rasa/.installed ## create both environments (API 3.11, Rasa 3.10)
 
 train: .venv-rasa/.installed ## train the Rasa model if its inputs changed
+	@$(RASA_PY) scripts/sync_nlu_lookups.py
 	@scripts/train-model.sh >/dev/null
 
 migrate: .venv/.installed ## apply database migrations to DATABASE_URL
@@ -34,11 +35,18 @@ run: setup train migrate ## set up and start Rasa (:5005), actions (:5055) and t
 	scripts/run-stack.sh
 
 validate: .venv-rasa/.installed ## check the Rasa training data
+	$(RASA_PY) scripts/sync_nlu_lookups.py --check
 	RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
 	  --data rasa_project/data --fail-on-warnings
 
 test-actions: .venv-rasa/.installed ## unit tests of the custom actions (Rasa's Python)
-	@if [ -d tests/actions ]; then PYTHONPATH=. .venv-rasa/bin/python -m pytest -q tests/actions; fi
+	@if [ -d tests/actions ]; then PYTHONPATH=. .venv-rasa/bin/python -m pytest -q --confcutdir=tests/actions tests/actions; fi
+
+test-stories: train ## run the Rasa test stories (every workflow) against the trained model
+	@scripts/test-stories.sh
+
+nlu-report: train ## NLU cross-validation (5 folds): intent accuracy and entity F1 into results/nlu-cv
+	@scripts/nlu-report.sh
 
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -49,7 +57,7 @@ browser: ## headless Chromium for the console's browser test (Debian packages, i
 test-api: setup train browser ## API, connector, integration and end-to-end tests (Python 3.11)
 	.venv/bin/python -m pytest -q tests --ignore=tests/actions
 
-test: setup train validate test-actions test-api ## everything: set-up, data validation and all tests
+test: setup train validate test-actions test-stories test-api ## everything: set-up, data validation and all tests
 
 lint: .venv/.installed ## ruff and mypy
 	.venv/bin/ruff check conversation_api connectors tests benchmarks

@@ -24,3 +24,37 @@ class ActionRequestHuman(Action):
     ) -> List[Dict[Text, Any]]:
         dispatcher.utter_message(response="utter_handoff")
         return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", "customer_request")]
+
+
+def consecutive_fallbacks(tracker: Tracker) -> int:
+    """How many of the latest user messages in a row NLU could not understand."""
+    count = 0
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+        if intent != "nlu_fallback":
+            break
+        count += 1
+    return count
+
+
+class ActionFallback(Action):
+    """Low NLU confidence: ask to rephrase; the second time in a row, hand over to a person.
+
+    The handover is direct (no "would you like...?" question): the same turn sets
+    handoff_requested with reason "repeated_fallback", which is also what the gateway
+    does on its own when it counts two nlu_fallback turns in a row (docs/handoff.md).
+    """
+
+    def name(self) -> Text:
+        return "action_fallback"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        if consecutive_fallbacks(tracker) >= 2:
+            dispatcher.utter_message(response="utter_handoff_after_fallback")
+            return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", "repeated_fallback")]
+        dispatcher.utter_message(response="utter_please_rephrase")
+        return []

@@ -1,0 +1,146 @@
+"""Helpers shared by the actions: who the customer is, calling ports, reporting workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+from datetime import datetime
+from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+log = logging.getLogger("actions")
+
+T = TypeVar("T")
+
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+PHONE_RE = re.compile(r"(?<![\w@])\+?\(?\d[\d\s().-]{5,18}\d(?!\w)")
+ORDER_RE = re.compile(r"\bord(?:er)?[\s#:-]*(\d{6})\b|\b(\d{6})\b", re.IGNORECASE)
+NUMBER_WORDS = {
+    "a": 1, "an": 1, "one": 1, "single": 1, "two": 2, "couple": 2, "pair": 2, "three": 3, "four": 4,
+    "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "dozen": 12,
+}
+
+
+def metadata(tracker: Tracker) -> Dict[str, Any]:
+    meta = (tracker.latest_message or {}).get("metadata") or {}
+    if not meta:
+        meta = tracker.get_slot("session_started_metadata") or {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def customer_id(tracker: Tracker) -> str:
+    """The API's user id (the WhatsApp number on WhatsApp); the conversation id when absent."""
+    user = metadata(tracker).get("user_id")
+    return str(user) if user else tracker.sender_id
+
+
+def channel(tracker: Tracker) -> Optional[str]:
+    value = metadata(tracker).get("channel")
+    return str(value) if value else None
+
+
+async def call(function: Callable[..., T], **kwargs: Any) -> T:
+    """Run a (blocking) port method off the action server's event loop."""
+    return await asyncio.to_thread(functools.partial(function, **kwargs))
+
+
+def workflow_event(event_type: str, workflow: str, success: bool, **data: Any) -> Dict[str, Any]:
+    """`SlotSet("workflow_events", [...])`: the workflow outcome the API reads (docs/bot-contract.md)."""
+    outcome = {"type": event_type, "workflow": workflow, "success": success, "data": data}
+    log.info("workflow type=%s workflow=%s success=%s data=%s", event_type, workflow, success, data)
+    return SlotSet("workflow_events", [outcome])
+
+
+def handoff_events(reason: str) -> List[Dict[str, Any]]:
+    return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", reason)]
+
+
+def utter_unavailable(dispatcher: CollectingDispatcher) -> None:
+    dispatcher.utter_message(response="utter_service_unavailable")
+
+
+def latest_entity(tracker: Tracker, entity: str) -> Optional[str]:
+    value = next(tracker.get_latest_entity_values(entity), None)
+    return str(value) if value is not None else None
+
+
+def latest_text(tracker: Tracker) -> str:
+    return str((tracker.latest_message or {}).get("text") or "")
+
+
+def when(moment: datetime) -> str:
+    return f"{moment:%a} {moment.day} {moment:%b} at {moment:%H:%M}"
+
+
+def day_label(moment: Any) -> str:
+    return f"{moment:%A} {moment.day} {moment:%B}"
+
+
+def parse_quantity(value: Any) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if 1 <= int(value) <= 99 else None
+    text = str(value).lower().strip()
+    digits = re.search(r"\d+", text)
+    if digits:
+        number = int(digits.group(0))
+        return number if 1 <= number <= 99 else None
+    for word in re.findall(r"[a-z]+", text):
+        if word in NUMBER_WORDS:
+            return NUMBER_WORDS[word]
+    return None
+
+
+def normalise_order_id(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    match = ORDER_RE.search(str(value))
+    if not match:
+        return None
+    return "ORD-" + (match.group(1) or match.group(2))
+
+
+def normalise_email(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    match = EMAIL_RE.search(str(value))
+    return match.group(0).lower() if match else None
+
+
+def normalise_phone(value: Optional[str]) -> Optional[str]:
+    """E.164-like: '+' and 8-15 digits; a UK number starting 0 becomes +44."""
+    if not value:
+        return None
+    match = PHONE_RE.search(str(value))
+    if not match:
+        return None
+    raw = match.group(0)
+    digits = re.sub(r"\D", "", raw)
+    if raw.strip().startswith("+"):
+        pass
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    elif digits.startswith("0"):
+        digits = "44" + digits[1:]
+    if not 8 <= len(digits) <= 15:
+        return None
+    return "+" + digits
+
+
+def clean_name(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    text = str(value).strip()
+    text = re.sub(r"^(?:hi|hello|hey)[,!. ]+", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"^(?:my name is|my name's|name is|i am|i'm|im|it's|its|this is|call me|name:)\s+", "",
+                  text, flags=re.IGNORECASE)
+    text = re.sub(r"[.!,]+$", "", text).strip()
+    if not text or len(text) > 60 or re.search(r"\d|@", text) or len(text.split()) > 4:
+        return None
+    return " ".join(part[:1].upper() + part[1:] for part in text.split())
