@@ -9,16 +9,14 @@ once, when it is closed.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from conversation_api.background import PeriodicTask
 from conversation_api.conversations.models import BigIntId
 from conversation_api.db import Base, utcnow
 from conversation_api.metrics.instruments import SESSION_DURATION, count_message
@@ -112,30 +110,19 @@ class SessionSweeper:
 
     def __init__(self, *, sessions: async_sessionmaker[AsyncSession], every: float) -> None:
         self._sessions = sessions
-        self._every = every
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask(name="session-sweeper", every=every, job=self.sweep_once)
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._every)
-            try:
-                closed = await close_idle_sessions(sessions=self._sessions)
-            except (SQLAlchemyError, OSError) as exc:
-                log.warning("session sweep failed error=%s", type(exc).__name__)
-            else:
-                if closed:
-                    log.info("sessions closed count=%d", closed)
+    async def sweep_once(self) -> int:
+        closed = await close_idle_sessions(sessions=self._sessions)
+        if closed:
+            log.info("sessions closed count=%d", closed)
+        return closed
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="session-sweeper")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
 
 async def message_stored(
