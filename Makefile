@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench nlu-report clean browser
+.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench bench-whatsapp nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ token: .venv/.installed ## mint a dev token: make token USER=alice ROLE=client|c
 
 bench: setup train ## throughput and latency of the API and of Rasa (PostgreSQL)
 	.venv/bin/python benchmarks/bench_messages.py
+
+bench-whatsapp: setup train ## WhatsApp webhook ack p50/p99 and end-to-end reply latency (PostgreSQL)
+	.venv/bin/python benchmarks/bench_whatsapp.py
 
 clean: ## remove environments, models and the local database
 	rm -rf .venv .venv-rasa models reviewbot.db*

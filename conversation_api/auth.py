@@ -38,10 +38,10 @@ class TokenDecoder:
 
     def decode(self, token: str) -> Principal:
         try:
-            algorithm = jwt.get_unverified_header(token).get("alg")
+            algorithm = str(jwt.get_unverified_header(token).get("alg"))
         except jwt.InvalidTokenError as exc:
             raise NotAuthenticated(f"malformed token: {exc}") from exc
-        key = self._keys.get(algorithm or "")
+        key = self._keys.get(algorithm)
         if key is None:
             raise NotAuthenticated(f"token algorithm {algorithm!r} is not accepted")
         try:

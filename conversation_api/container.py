@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -11,11 +12,19 @@ from conversation_api.auth import TokenDecoder
 from conversation_api.bot import Bot
 from conversation_api.channels import ChannelRegistry
 from conversation_api.db import create_engine, create_session_factory
+from conversation_api.events.bus import EventBus
+from conversation_api.events.in_process import InProcessBus
+from conversation_api.events.redis_streams import RedisStreamsBus
+from conversation_api.events.relay import OutboxRelay
 from conversation_api.gateway import MessageGateway
 from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.sweeper import HandoffSweeper
 from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
+from conversation_api.metrics import sessions as session_metrics
 from conversation_api.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.whatsapp.bootstrap import WhatsAppConnector
 
 
 @dataclass
@@ -31,9 +40,24 @@ class Container:
     channels: ChannelRegistry
     tracker_sync: TrackerSync
     handoff_sweeper: HandoffSweeper
+    bus: EventBus
+    relay: OutboxRelay
+    session_sweeper: session_metrics.SessionSweeper
+    whatsapp: WhatsAppConnector | None = None
+
+    def start(self) -> None:
+        """Start the background tasks (handoff sweeper, outbox relay, session sweeper)."""
+        self.handoff_sweeper.start()
+        self.relay.start()
+        self.session_sweeper.start()
 
     async def aclose(self) -> None:
+        if self.whatsapp is not None:
+            await self.whatsapp.aclose()
         await self.handoff_sweeper.stop()
+        await self.session_sweeper.stop()
+        await self.relay.stop()
+        await self.bus.aclose()
         await self.bot.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -50,7 +74,9 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
     channels = ChannelRegistry()
     tracker_sync = TrackerSync(sessions=sessions, bot=bot)
-    return Container(
+    bus = build_bus(settings)
+    session_metrics.configure(idle_gap_seconds=settings.session_idle_gap_seconds)
+    container = Container(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -70,4 +96,31 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
             idle_timeout=settings.handoff_idle_timeout,
             interval=settings.handoff_sweep_interval,
         ),
+        bus=bus,
+        relay=OutboxRelay(
+            sessions=sessions,
+            bus=bus,
+            lock_rows=not settings.is_sqlite,
+            batch_size=settings.event_relay_batch,
+            interval=settings.event_relay_interval,
+        ),
+        session_sweeper=session_metrics.SessionSweeper(
+            sessions=sessions, every=min(60.0, settings.session_idle_gap_seconds / 2)
+        ),
     )
+    if settings.whatsapp_enabled:
+        from connectors.whatsapp.bootstrap import build_whatsapp
+
+        container.whatsapp = build_whatsapp(settings, sessions=sessions, gateway=container.gateway, locks=locks)
+        container.channels.register("whatsapp", container.whatsapp.channel)
+    return container
+
+
+def build_bus(settings: Settings) -> EventBus:
+    """Redis Streams when EVENTS_REDIS_URL or REDIS_URL is set, otherwise in this process."""
+    url = settings.event_bus_url
+    if url is None:
+        return InProcessBus()
+    # Its own client with timeouts: a hung Redis must not hold the relay's database transaction.
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    return RedisStreamsBus(client, prefix=settings.events_stream_prefix, maxlen=settings.events_stream_maxlen)

@@ -7,6 +7,7 @@ persistence, routing and ordering are the same everywhere.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
-from conversation_api.conversations.models import Channel, HandoffState, Message, Sender
+from conversation_api.conversations.models import Channel, HandoffState, Sender
 from conversation_api.errors import BotUnavailableError
+from conversation_api.events import turns
 from conversation_api.handoff import service as handoff
 from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.models import BotSync
 from conversation_api.locks import ConversationLocks
+from conversation_api.metrics.instruments import BOT_CALL_FAILURES, BOT_CALLS
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +72,14 @@ class MessageGateway:
         Raises ConversationNotFound for an unknown or foreign conversation and
         BotUnavailableError (after the message is stored) when the bot fails.
         """
+        received = time.perf_counter()
         if conversation_id:
             async with self._locks.hold(conversation_id):
-                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata)
+                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
                 if reply.handed_off:
                     await self._sync.apply(reply.conversation_id)
                 return reply
-        reply = await self._handle(user_id, None, text, channel, external_id, metadata)
+        reply = await self._handle(user_id, None, text, channel, external_id, metadata, received)
         if reply.handed_off:
             # Under the lock, so a CSR resolving at once cannot overtake the pause.
             async with self._locks.hold(reply.conversation_id):
@@ -90,6 +94,7 @@ class MessageGateway:
         channel: str,
         external_id: str | None,
         metadata: dict[str, Any] | None,
+        received: float,
     ) -> GatewayReply:
         async with self._sessions() as session:
             async with session.begin():
@@ -97,18 +102,28 @@ class MessageGateway:
                     conversation = await service.get_owned(
                         session=session, conversation_id=conversation_id, user_id=user_id
                     )
+                    # Loaded now, the bookkeeping row serves the handoff triggers after the bot call
+                    # from the session, without another query.
+                    bookkeeping = await handoff.handoff_of(session=session, conversation_id=conversation.id)
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
-                message = await service.append_message(
+                    bookkeeping = handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
+                # A channel retrying a message it already handed over (WhatsApp after a bot outage) reuses it.
+                existing = (
+                    await service.find_external(session=session, channel=conversation.channel, external_id=external_id)
+                    if external_id
+                    else None
+                )
+                message = existing or await service.append_message(
                     session=session,
                     conversation=conversation,
                     sender=Sender.user,
                     text=text,
                     external_id=external_id,
                 )
-                resume_pending = bool(conversation_id) and (
-                    await handoff.pending_bot_sync(session=session, conversation_id=conversation.id) is BotSync.resume
-                )
+                if existing is None:  # a retried message was recorded the first time
+                    turns.record_user_message(session, conversation=conversation, message=message)
+                resume_pending = bookkeeping.bot_sync is BotSync.resume
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -128,6 +143,7 @@ class MessageGateway:
                     message_id=message.id,
                 )
 
+            called = time.perf_counter()
             try:
                 turn = await self._bot.send(
                     sender_id=conversation.id,
@@ -135,12 +151,25 @@ class MessageGateway:
                     metadata={"user_id": user_id, "channel": conversation.channel, **(metadata or {})},
                 )
             except BotUnavailable as exc:
+                BOT_CALLS.labels("error").observe(time.perf_counter() - called)
+                BOT_CALL_FAILURES.inc()
                 log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
+                try:
+                    await turns.record_bot_unavailable(
+                        session, conversation=conversation, message=message, reason=exc.reason
+                    )
+                except Exception as record_error:  # the 503 below matters more than the event
+                    log.warning(
+                        "bot.unavailable not recorded conversation_id=%s error=%s",
+                        conversation.id,
+                        type(record_error).__name__,
+                    )
                 raise BotUnavailableError(
                     f"the bot is unavailable ({exc.reason}); your message was saved",
                     conversation_id=conversation.id,
                     message_id=message.id,
                 ) from exc
+            BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
 
             async with session.begin():
                 await service.record_understanding(
@@ -150,26 +179,29 @@ class MessageGateway:
                     entities=turn.entities,
                     confidence=turn.confidence,
                 )
-                for bot_message in turn.messages:
-                    await self._store_bot_message(session, conversation, bot_message)
+                await service.append_messages(
+                    session=session,
+                    conversation=conversation,
+                    sender=Sender.bot,
+                    messages=[
+                        service.NewMessage(text=m.text or m.image or "", payload=m.payload()) for m in turn.messages
+                    ],
+                )
+                outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
                 # Triggers take effect from the next message; this turn's reply is still the bot's.
                 reply.handed_off = (
                     await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None
                 )
             reply.handoff_state = conversation.handoff_state
+            turns.observe_bot_turn(
+                channel=conversation.channel,
+                turn=turn,
+                outcome=outcome,
+                response_seconds=time.perf_counter() - received,
+            )
             reply.messages = turn.messages
             reply.turn = turn
             log.info(
                 "bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent, len(turn.messages)
             )
             return reply
-
-    @staticmethod
-    async def _store_bot_message(session: AsyncSession, conversation: Any, bot_message: BotMessage) -> Message:
-        return await service.append_message(
-            session=session,
-            conversation=conversation,
-            sender=Sender.bot,
-            text=bot_message.text or bot_message.image or "",
-            payload=bot_message.payload(),
-        )

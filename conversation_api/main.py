@@ -7,14 +7,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from connectors.whatsapp import webhook as whatsapp_webhook
 from conversation_api import health
 from conversation_api.bot import Bot
 from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
 from conversation_api.errors import install_error_handlers
+from conversation_api.feedback.router import router as feedback_router
 from conversation_api.handoff.console import router as console_router
 from conversation_api.handoff.router import router as csr_router
 from conversation_api.logging_setup import configure_logging
+from conversation_api.metrics.middleware import PrometheusMiddleware
+from conversation_api.metrics.router import router as metrics_router
 from conversation_api.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -33,7 +37,9 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = build_container(settings, bot=bot)
         app.state.container = container
-        container.handoff_sweeper.start()
+        container.start()
+        if container.whatsapp is not None:
+            await container.whatsapp.start()
         try:
             yield
         finally:
@@ -50,6 +56,10 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.include_router(conversations_router)
     app.include_router(csr_router)
     app.include_router(console_router)
+    app.include_router(feedback_router)
+    app.include_router(metrics_router)
+    app.add_middleware(PrometheusMiddleware)
+    app.include_router(whatsapp_webhook.router)
     return app
 
 

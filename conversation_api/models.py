@@ -1,6 +1,24 @@
 """Imports every table module so Base.metadata is complete (for Alembic and tests)."""
 
+from connectors.whatsapp.models import WhatsAppContact, WhatsAppInbound, WhatsAppOutbound, WhatsAppStatus
 from conversation_api.conversations.models import Conversation, Message
+from conversation_api.events.crm_sync import CustomerProfile
+from conversation_api.events.outbox import OutboxEvent
+from conversation_api.feedback.models import Feedback
 from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
+from conversation_api.metrics.sessions import ConversationSession
 
-__all__ = ["Conversation", "ConversationHandoff", "HandoffTransition", "Message"]
+__all__ = [
+    "Conversation",
+    "ConversationHandoff",
+    "ConversationSession",
+    "CustomerProfile",
+    "Feedback",
+    "HandoffTransition",
+    "Message",
+    "OutboxEvent",
+    "WhatsAppContact",
+    "WhatsAppInbound",
+    "WhatsAppOutbound",
+    "WhatsAppStatus",
+]

@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_JWT_SECRET = "changeme-development-only-secret-do-not-deploy"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./reviewbot.db"
+DEFAULT_WHATSAPP_GRAPH_URL = "https://graph.facebook.com/v25.0"
+WHATSAPP_SECRETS = ("whatsapp_verify_token", "whatsapp_app_secret", "whatsapp_access_token", "whatsapp_phone_number_id")
 
 
 def normalise_database_url(url: str) -> str:
@@ -41,6 +43,17 @@ class Settings(BaseSettings):
     )
     jwt_ttl_seconds: int = 3600
     log_level: str = "INFO"
+    # Events and metrics (conversation_api/events, conversation_api/metrics).
+    events_redis_url: str | None = Field(
+        default=None, description="Redis for the event streams; REDIS_URL when unset; in-process when both are."
+    )
+    events_stream_prefix: str = Field(default="reviewbot:events", min_length=1)
+    events_stream_maxlen: int = Field(default=100_000, ge=100)
+    event_relay_interval: float = Field(default=0.25, gt=0, description="Seconds between outbox polls when idle.")
+    event_relay_batch: int = Field(default=500, ge=1)
+    session_idle_gap_seconds: int = Field(
+        default=1800, ge=1, description="Silence after which a conversation's session ends (session duration)."
+    )
     handoff_timeout: float = Field(
         default=600, gt=0, description="Seconds a handed-off conversation waits for a CSR before the bot takes it back."
     )
@@ -51,20 +64,54 @@ class Settings(BaseSettings):
         default=15, gt=0, description="Seconds between checks for handoff timeouts and unsynced bot pauses."
     )
 
+    # WhatsApp Cloud API connector (connectors/whatsapp): enabled when all four secrets are set.
+    whatsapp_verify_token: str | None = None
+    whatsapp_app_secret: str | None = None
+    whatsapp_access_token: str | None = None
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_graph_url: str = DEFAULT_WHATSAPP_GRAPH_URL
+    whatsapp_rate_per_second: float = Field(default=80.0, gt=0, description="Sends per second per phone number.")
+    whatsapp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    whatsapp_send_timeout: float = Field(default=10.0, gt=0)
+    whatsapp_send_attempts: int = Field(default=5, ge=1, description="Graph API attempts for retryable errors.")
+    whatsapp_backoff_initial_seconds: float = Field(default=0.5, gt=0, description="First Graph API retry delay.")
+    whatsapp_worker_concurrency: int = Field(default=16, ge=1)
+    whatsapp_retry_base_seconds: float = Field(default=2.0, gt=0, description="First backoff of a queued message.")
+    whatsapp_retry_max_seconds: float = Field(default=300.0, gt=0)
+    whatsapp_lease_seconds: float = Field(default=120.0, gt=0, description="A claimed message is retried after this.")
+
     @field_validator("database_url")
     @classmethod
     def _normalise_dsn(cls, value: str) -> str:
         return normalise_database_url(value)
 
-    @field_validator("redis_url", "rasa_token", "jwt_public_key", "database_schema", mode="before")
+    @field_validator(
+        "redis_url",
+        "events_redis_url",
+        "rasa_token",
+        "jwt_public_key",
+        "database_schema",
+        *WHATSAPP_SECRETS,
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("rasa_url")
+    @field_validator("rasa_url", "whatsapp_graph_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _whatsapp_all_or_nothing(self) -> Settings:
+        given = [name for name in WHATSAPP_SECRETS if getattr(self, name)]
+        if given and len(given) != len(WHATSAPP_SECRETS):
+            missing = ", ".join(n.upper() for n in WHATSAPP_SECRETS if n not in given)
+            raise ValueError(f"the WhatsApp connector needs all of its settings; missing {missing}")
+        if self.environment == "production" and self.whatsapp_app_secret and "changeme" in self.whatsapp_app_secret:
+            raise ValueError("WHATSAPP_APP_SECRET must be the app's real secret outside development")
+        return self
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
@@ -78,8 +125,16 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def whatsapp_enabled(self) -> bool:
+        return all(getattr(self, name) for name in WHATSAPP_SECRETS)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def event_bus_url(self) -> str | None:
+        return self.events_redis_url or self.redis_url
 
 
 @lru_cache

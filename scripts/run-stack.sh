@@ -26,7 +26,7 @@ stop() {
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-.venv-rasa/bin/python -m rasa_sdk --actions actions --port "$ACTION_PORT" &
+.venv-rasa/bin/python -m connectors.rasa.action_server --actions actions --port "$ACTION_PORT" &
 pids+=($!)
 rasa_auth=()
 [ -n "$RASA_TOKEN" ] && rasa_auth=(--auth-token "$RASA_TOKEN")

@@ -21,6 +21,7 @@ from tests.support.database import (
     postgres_settings,
     sqlite_settings,
 )
+from tests.support.fake_graph import FakeGraph
 from tests.support.stack import BotStack, api_server, bot_stack
 
 TokenFactory = Callable[..., str]
@@ -99,3 +100,13 @@ def api_url(pg_settings: Settings, real_bot: BotStack) -> Iterator[str]:
 def api(api_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=api_url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture
+def fake_graph() -> Iterator[FakeGraph]:
+    """A local fake of Meta's Graph API (a real HTTP server) recording what the WhatsApp connector sends."""
+    graph = FakeGraph().start()
+    try:
+        yield graph
+    finally:
+        graph.stop()

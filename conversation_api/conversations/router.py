@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -21,7 +21,7 @@ from conversation_api.deps import CurrentUser, GatewayDep, SessionDep, may_act_a
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"])
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, expired or forged token."},
     403: {"description": "The token may not act for this user."},
     404: {"description": "Unknown conversation, or one that belongs to someone else."},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conversation_api.conversations.models import Channel, Conversation, Message, Sender
 from conversation_api.db import utcnow
 from conversation_api.errors import ConversationNotFound
+from conversation_api.metrics import sessions as activity
 
 
 async def get(*, session: AsyncSession, conversation_id: str) -> Conversation | None:
@@ -41,6 +43,57 @@ async def create(
     return conversation
 
 
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    text: str
+    intent: str | None = None
+    entities: list[dict[str, Any]] | None = None
+    confidence: float | None = None
+    payload: dict[str, Any] | None = None
+    external_id: str | None = None
+
+
+async def append_messages(
+    *,
+    session: AsyncSession,
+    conversation: Conversation,
+    sender: Sender,
+    messages: Sequence[NewMessage],
+    created_at: datetime | None = None,
+) -> list[Message]:
+    """Store several messages from one sender in one INSERT (the bot's replies to one turn)."""
+    now = created_at or utcnow()
+    rows = [
+        Message(
+            conversation_id=conversation.id,
+            sender=sender,
+            text=m.text,
+            created_at=now,
+            intent=m.intent,
+            entities=m.entities,
+            confidence=m.confidence,
+            payload=m.payload,
+            channel=conversation.channel,
+            external_id=m.external_id,
+        )
+        for m in messages
+    ]
+    if not rows:
+        return rows
+    session.add_all(rows)
+    conversation.updated_at = now
+    await session.flush()
+    await activity.message_stored(
+        session=session,
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        sender=str(sender),
+        at=now,
+        count=len(rows),
+    )
+    return rows
+
+
 async def append_message(
     *,
     session: AsyncSession,
@@ -54,23 +107,18 @@ async def append_message(
     external_id: str | None = None,
     created_at: datetime | None = None,
 ) -> Message:
-    now = created_at or utcnow()
-    message = Message(
-        conversation_id=conversation.id,
-        sender=sender,
-        text=text,
-        created_at=now,
-        intent=intent,
-        entities=entities,
-        confidence=confidence,
-        payload=payload,
-        channel=conversation.channel,
-        external_id=external_id,
+    new = NewMessage(
+        text=text, intent=intent, entities=entities, confidence=confidence, payload=payload, external_id=external_id
     )
-    session.add(message)
-    conversation.updated_at = now
-    await session.flush()
+    [message] = await append_messages(
+        session=session, conversation=conversation, sender=sender, messages=[new], created_at=created_at
+    )
     return message
+
+
+async def find_external(*, session: AsyncSession, channel: str, external_id: str) -> Message | None:
+    """The message a channel already stored under its own id (e.g. a WhatsApp wamid), if any."""
+    return await session.scalar(select(Message).where(Message.channel == channel, Message.external_id == external_id))
 
 
 async def record_understanding(

@@ -24,6 +24,7 @@ from conversation_api.conversations import service as conversations
 from conversation_api.conversations.models import Conversation, HandoffState, Message, Sender
 from conversation_api.db import utcnow
 from conversation_api.errors import Conflict, ConversationNotFound
+from conversation_api.events.handoff import observe_csr_reply, record_handoff_transition
 from conversation_api.handoff.models import BotSync, ConversationHandoff, HandoffReason, HandoffTransition
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ async def transition(
         created_at=utcnow(),
     )
     session.add(row)
+    record_handoff_transition(
+        session, conversation=conversation, from_state=from_state, to_state=to_state, actor=actor, reason=reason
+    )
     await session.flush()
     log.info(
         "handoff transition conversation_id=%s from=%s to=%s actor=%s reason=%s",
@@ -118,11 +122,11 @@ async def handoff_of(*, session: AsyncSession, conversation_id: str) -> Conversa
     return row
 
 
-async def pending_bot_sync(*, session: AsyncSession, conversation_id: str) -> BotSync | None:
-    """The pause/resume the bot has not acknowledged yet, if any."""
-    return await session.scalar(
-        select(ConversationHandoff.bot_sync).where(ConversationHandoff.conversation_id == conversation_id)
-    )
+def start_bookkeeping(*, session: AsyncSession, conversation_id: str) -> ConversationHandoff:
+    """The bookkeeping row of a conversation created in this transaction (no query needed)."""
+    row = ConversationHandoff(conversation_id=conversation_id, fallback_streak=0)
+    session.add(row)
+    return row
 
 
 # --- triggers ------------------------------------------------------------------------
@@ -189,11 +193,9 @@ async def _count_fallbacks(session: AsyncSession, conversation: Conversation, tu
         handoff = await handoff_of(session=session, conversation_id=conversation.id)
         handoff.fallback_streak += 1
         return handoff.fallback_streak
-    await session.execute(
-        update(ConversationHandoff)
-        .where(ConversationHandoff.conversation_id == conversation.id, ConversationHandoff.fallback_streak != 0)
-        .values(fallback_streak=0)
-    )
+    row = await session.get(ConversationHandoff, conversation.id)
+    if row is not None and row.fallback_streak:
+        row.fallback_streak = 0
     return 0
 
 
@@ -283,6 +285,7 @@ async def reply(
             conversation_id=conversation_id,
             claimed_by=handoff.claimed_by,
         )
+    await observe_csr_reply(session, conversation=conversation, requested_at=handoff.requested_at, replied_at=utcnow())
     message = await conversations.append_message(
         session=session, conversation=conversation, sender=Sender.csr, text=text, payload={"agent": csr.user_id}
     )

@@ -8,14 +8,13 @@ conditional state change, so exactly one replica applies it.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from conversation_api.background import PeriodicTask
 from conversation_api.channels import ChannelRegistry
 from conversation_api.db import utcnow
 from conversation_api.handoff import service
@@ -51,8 +50,7 @@ class HandoffSweeper:
         self._sync = tracker_sync
         self._unclaimed = timedelta(seconds=unclaimed_timeout)
         self._idle = timedelta(seconds=idle_timeout)
-        self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicTask(name="handoff-sweeper", every=interval, job=self.sweep_once)
 
     async def sweep_once(self, now: datetime | None = None) -> SweepResult:
         """Apply every due timeout and retry missed bot pauses/resumes."""
@@ -91,21 +89,8 @@ class HandoffSweeper:
             await self._sync.apply(conversation_id)
             return True
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep_once()
-            except Exception:  # a failing sweep (database down) must not end the loop
-                log.exception("handoff sweep failed")
-            await asyncio.sleep(self._interval)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="handoff-sweeper")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

@@ -49,7 +49,8 @@ def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None) -> It
     action_port, rasa_port = free_port(), free_port()
     actions = start_server(
         "actions",
-        [str(ROOT / ".venv-rasa/bin/python"), "-m", "rasa_sdk", "--actions", "actions", "--port", str(action_port)],
+        [str(ROOT / ".venv-rasa/bin/python"), "-m", "connectors.rasa.action_server", "--actions", "actions"]
+        + ["--port", str(action_port)],
         url=f"http://127.0.0.1:{action_port}",
         ready_path="/health",
         env=common,

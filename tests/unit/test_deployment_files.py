@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {"POSTGRES_PASSWORD": "pw", "RASA_TOKEN": "rasa-token", "JWT_SECRET": "j" * 40, "PATH": "/usr/bin:/bin"}
+ENV = {
+    "POSTGRES_PASSWORD": "pw",
+    "RASA_TOKEN": "rasa-token",
+    "JWT_SECRET": "j" * 40,
+    "GRAFANA_ADMIN_PASSWORD": "g" * 16,
+    "PATH": "/usr/bin:/bin",
+}
 
 
 def compose() -> dict:

@@ -1,0 +1,91 @@
+"""Builds the WhatsApp connector from settings (called by the API's composition root)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from connectors.whatsapp import metrics
+from connectors.whatsapp.graph import GraphClient
+from connectors.whatsapp.outbound import WhatsAppChannel
+from connectors.whatsapp.payloads import Notification
+from connectors.whatsapp.store import StoreResult, store_notification
+from connectors.whatsapp.worker import InboundWorker
+from conversation_api.gateway import MessageGateway
+from conversation_api.locks import ConversationLocks
+from conversation_api.settings import Settings
+
+
+@dataclass
+class WhatsAppConnector:
+    verify_token: str
+    app_secret: str
+    max_body_bytes: int
+    sessions: async_sessionmaker[AsyncSession]
+    graph: GraphClient
+    channel: WhatsAppChannel
+    worker: InboundWorker
+
+    async def accept(self, notification: Notification) -> StoreResult:
+        """Durably store one webhook notification (one transaction) and wake the worker."""
+        async with self.sessions() as session, session.begin():
+            result = await store_notification(session=session, notification=notification)
+        for message in result.new_messages:
+            metrics.INBOUND_MESSAGES.labels(type=message.type, duplicate="false").inc()
+        for message in result.duplicate_messages:
+            metrics.INBOUND_MESSAGES.labels(type=message.type, duplicate="true").inc()
+        for status in result.new_statuses:
+            metrics.STATUSES.labels(status=status.status, duplicate="false").inc()
+        for status in result.duplicate_statuses:
+            metrics.STATUSES.labels(status=status.status, duplicate="true").inc()
+        if result.new_messages:
+            self.worker.wake()
+        return result
+
+    async def start(self) -> None:
+        await self.worker.start()
+
+    async def aclose(self) -> None:
+        await self.worker.stop()
+        await self.graph.aclose()
+
+
+def build_whatsapp(
+    settings: Settings,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    gateway: MessageGateway,
+    locks: ConversationLocks,
+) -> WhatsAppConnector:
+    assert settings.whatsapp_enabled, "build_whatsapp needs every WHATSAPP_* secret"
+    graph = GraphClient(
+        base_url=settings.whatsapp_graph_url,
+        phone_number_id=settings.whatsapp_phone_number_id or "",
+        access_token=settings.whatsapp_access_token or "",
+        timeout=settings.whatsapp_send_timeout,
+        rate_per_second=settings.whatsapp_rate_per_second,
+        attempts=settings.whatsapp_send_attempts,
+        backoff_initial=settings.whatsapp_backoff_initial_seconds,
+    )
+    channel = WhatsAppChannel(graph=graph, sessions=sessions)
+    worker = InboundWorker(
+        sessions=sessions,
+        gateway=gateway,
+        channel=channel,
+        graph=graph,
+        locks=locks,
+        concurrency=settings.whatsapp_worker_concurrency,
+        lease_seconds=settings.whatsapp_lease_seconds,
+        retry_base_seconds=settings.whatsapp_retry_base_seconds,
+        retry_max_seconds=settings.whatsapp_retry_max_seconds,
+    )
+    return WhatsAppConnector(
+        verify_token=settings.whatsapp_verify_token or "",
+        app_secret=settings.whatsapp_app_secret or "",
+        max_body_bytes=settings.whatsapp_max_body_bytes,
+        sessions=sessions,
+        graph=graph,
+        channel=channel,
+        worker=worker,
+    )

@@ -1,0 +1,42 @@
+"""Prometheus metrics of the WhatsApp connector (default registry, so /metrics exposes them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+WEBHOOK_REQUESTS = Counter(
+    "whatsapp_webhook_requests_total",
+    "Webhook POSTs by outcome (ok, unsigned, bad_signature, malformed, too_large, not_configured).",
+    ["result"],
+)
+WEBHOOK_ACK_SECONDS = Histogram(
+    "whatsapp_webhook_ack_seconds",
+    "Time to verify, store and acknowledge one webhook POST.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+INBOUND_MESSAGES = Counter(
+    "whatsapp_inbound_messages_total",
+    "Inbound messages by type; duplicate=true for redeliveries.",
+    ["type", "duplicate"],
+)
+STATUSES = Counter(
+    "whatsapp_statuses_total", "Status notifications by status and whether already seen.", ["status", "duplicate"]
+)
+INBOUND_PROCESSED = Counter(
+    "whatsapp_inbound_processed_total", "Queued inbound messages handled by the worker, by outcome.", ["result"]
+)
+QUEUE_DEPTH = Gauge("whatsapp_inbound_queue_depth", "Inbound messages waiting for the worker (last poll).")
+OUTBOUND = Counter(
+    "whatsapp_outbound_messages_total", "Messages handed to the Graph API, by kind and result.", ["kind", "result"]
+)
+GRAPH_ERRORS = Counter(
+    "whatsapp_graph_errors_total", "Graph API error answers by error code (timeout, http_5xx...).", ["code"]
+)
+OUTSIDE_WINDOW = Counter(
+    "whatsapp_outside_window_total", "Free-form messages not sent because the 24-hour service window was closed."
+)
+REPLY_SECONDS = Histogram(
+    "whatsapp_reply_seconds",
+    "From the webhook storing a message to its first reply being accepted by the Graph API.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+)

@@ -1,0 +1,114 @@
+"""Tables of the WhatsApp connector: contacts, the durable inbound queue, outbound messages, statuses."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from conversation_api.conversations.models import BigIntId
+from conversation_api.db import Base, utcnow
+
+
+class InboundState(enum.StrEnum):
+    pending = "pending"  # waiting for (another) attempt by the worker
+    done = "done"  # went through the gateway; replies (if any) were handed to the Graph API
+    failed = "failed"  # gave up after repeated unexpected errors (not bot outages); kept for inspection
+
+
+class OutboundStatus(enum.StrEnum):
+    accepted = "accepted"  # the Graph API took it (not yet sent to the phone)
+    sent = "sent"
+    delivered = "delivered"
+    read = "read"
+    failed = "failed"
+
+
+# Statuses only move forward; a late "sent" never undoes "read". "failed" wins over all.
+STATUS_RANK = {"accepted": 0, "sent": 1, "delivered": 2, "read": 3, "failed": 4}
+
+
+class WhatsAppContact(Base):
+    """One WhatsApp user (wa_id) = one customer; remembers the profile name and the service window."""
+
+    __tablename__ = "whatsapp_contact"
+
+    wa_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
+    profile_name: Mapped[str | None] = mapped_column(String(256))
+    conversation_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("conversation.id", ondelete="SET NULL"))
+    last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class WhatsAppInbound(Base):
+    """Every message Meta delivered, once (unique wamid): the durable queue the worker drains."""
+
+    __tablename__ = "whatsapp_inbound"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    wamid: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    wa_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    bot_text: Mapped[str | None] = mapped_column(Text)
+    media_id: Mapped[str | None] = mapped_column(String(255))
+    mime_type: Mapped[str | None] = mapped_column(String(255))
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=InboundState.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    message_id: Mapped[int | None] = mapped_column(BigIntId)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_whatsapp_inbound_state_next", "state", "next_attempt_at"),)
+
+
+class WhatsAppOutbound(Base):
+    """One request to the Graph API's /messages (a split text is several rows), matched to statuses by wamid."""
+
+    __tablename__ = "whatsapp_outbound"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
+    wa_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    conversation_id: Mapped[str | None] = mapped_column(String(36))
+    message_id: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("message.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=OutboundStatus.accepted.value)
+    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (Index("ix_whatsapp_outbound_conversation_id", "conversation_id"),)
+
+
+class WhatsAppStatus(Base):
+    """Each (wamid, status) Meta reported, once; the outbound row keeps the furthest one."""
+
+    __tablename__ = "whatsapp_status"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    wamid: Mapped[str] = mapped_column(String(255), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    recipient_id: Mapped[str | None] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_reason: Mapped[str | None] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("wamid", "status"),)

@@ -1,0 +1,186 @@
+"""Idempotent writes of webhook notifications: contacts, the inbound queue and statuses.
+
+Meta delivers at least once, in any order and sometimes concurrently, so every
+insert is `ON CONFLICT DO NOTHING` on the natural key (wamid; wamid + status):
+the database, not the process, decides which delivery is the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from connectors.whatsapp.models import STATUS_RANK, WhatsAppContact, WhatsAppInbound, WhatsAppOutbound, WhatsAppStatus
+from connectors.whatsapp.payloads import InboundMessage, Notification, StatusUpdate
+from conversation_api.db import utcnow
+
+USER_PREFIX = "whatsapp:"
+
+
+def user_id_for(wa_id: str) -> str:
+    """The conversation API's user id of a WhatsApp user ("whatsapp:<wa_id>", never clashing with API users)."""
+    return USER_PREFIX + wa_id
+
+
+def wa_id_of(user_id: str) -> str | None:
+    return user_id[len(USER_PREFIX) :] if user_id.startswith(USER_PREFIX) else None
+
+
+@dataclass(slots=True)
+class StoreResult:
+    new_messages: list[InboundMessage] = field(default_factory=list)
+    duplicate_messages: list[InboundMessage] = field(default_factory=list)
+    new_statuses: list[StatusUpdate] = field(default_factory=list)
+    duplicate_statuses: list[StatusUpdate] = field(default_factory=list)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _rank(column: Any) -> Any:
+    return case(STATUS_RANK, value=column, else_=-1)
+
+
+async def store_notification(*, session: AsyncSession, notification: Notification) -> StoreResult:
+    """Store contacts, new messages (queued for the worker) and new statuses; the caller owns the transaction."""
+    result = StoreResult()
+    now = utcnow()
+    senders: dict[str, datetime] = {}
+    for message in notification.messages:
+        senders[message.wa_id] = max(message.timestamp, senders.get(message.wa_id, message.timestamp))
+    for wa_id in sorted(senders):  # a fixed order, so concurrent batches lock contacts without deadlocking
+        await upsert_contact(
+            session=session,
+            wa_id=wa_id,
+            profile_name=notification.profile_names.get(wa_id),
+            last_inbound_at=senders[wa_id],
+        )
+
+    # Sorted by wamid so that two overlapping batches take the unique-index locks in the same order.
+    for message in sorted(notification.messages, key=lambda m: m.wamid):
+        inserted = await session.execute(
+            _insert(session, WhatsAppInbound)
+            .values(
+                wamid=message.wamid,
+                wa_id=message.wa_id,
+                phone_number_id=message.phone_number_id,
+                type=message.type,
+                text=message.text,
+                bot_text=message.bot_text,
+                media_id=message.media_id,
+                mime_type=message.mime_type,
+                raw=message.raw,
+                sent_at=message.timestamp,
+                received_at=now,
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["wamid"])
+            .returning(WhatsAppInbound.id)
+        )
+        # RETURNING yields a row only when this delivery inserted it (rowcount is not reliable here).
+        is_new = inserted.scalar_one_or_none() is not None
+        (result.new_messages if is_new else result.duplicate_messages).append(message)
+
+    for status in notification.statuses:
+        inserted = await session.execute(
+            _insert(session, WhatsAppStatus)
+            .values(
+                wamid=status.wamid,
+                status=status.status,
+                recipient_id=status.recipient_id,
+                occurred_at=status.timestamp,
+                error_code=status.error_code,
+                error_reason=status.error_reason,
+                raw=status.raw,
+                received_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["wamid", "status"])
+            .returning(WhatsAppStatus.id)
+        )
+        if inserted.scalar_one_or_none() is not None:
+            result.new_statuses.append(status)
+            await apply_status(
+                session=session,
+                wamid=status.wamid,
+                status=status.status,
+                at=status.timestamp,
+                error_code=status.error_code,
+                error_reason=status.error_reason,
+            )
+        else:
+            result.duplicate_statuses.append(status)
+    return result
+
+
+async def upsert_contact(
+    *, session: AsyncSession, wa_id: str, profile_name: str | None, last_inbound_at: datetime | None
+) -> None:
+    now = utcnow()
+    statement = _insert(session, WhatsAppContact).values(
+        wa_id=wa_id,
+        user_id=user_id_for(wa_id),
+        profile_name=profile_name,
+        last_inbound_at=last_inbound_at,
+        created_at=now,
+        updated_at=now,
+    )
+    excluded = statement.excluded
+    current = WhatsAppContact.last_inbound_at
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["wa_id"],
+            set_={
+                "profile_name": func.coalesce(excluded.profile_name, WhatsAppContact.profile_name),
+                # Only ever moves forward: a late redelivery of an old message must not close the window.
+                "last_inbound_at": case(
+                    (or_(current.is_(None), current < excluded.last_inbound_at), excluded.last_inbound_at),
+                    else_=current,
+                ),
+                "updated_at": now,
+            },
+        )
+    )
+
+
+async def apply_status(
+    *,
+    session: AsyncSession,
+    wamid: str,
+    status: str,
+    at: datetime,
+    error_code: int | None = None,
+    error_reason: str | None = None,
+) -> None:
+    """Move the outbound message to `status` unless it is already further along (statuses arrive unordered)."""
+    values: dict[str, Any] = {"status": status, "status_at": at, "updated_at": utcnow()}
+    if status == "failed":
+        values.update(error_code=error_code, error_reason=error_reason)
+    await session.execute(
+        update(WhatsAppOutbound)
+        .where(WhatsAppOutbound.wamid == wamid)
+        .where(_rank(WhatsAppOutbound.status) < STATUS_RANK.get(status, -1))
+        .values(**values)
+    )
+
+
+async def apply_known_statuses(*, session: AsyncSession, wamid: str) -> None:
+    """Statuses can arrive before we stored the wamid of what we sent: replay them onto the new row."""
+    known = (await session.scalars(select(WhatsAppStatus).where(WhatsAppStatus.wamid == wamid))).all()
+    for status in sorted(known, key=lambda s: STATUS_RANK.get(s.status, -1)):
+        await apply_status(
+            session=session,
+            wamid=wamid,
+            status=status.status,
+            at=status.occurred_at,
+            error_code=status.error_code,
+            error_reason=status.error_reason,
+        )

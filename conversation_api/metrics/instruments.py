@@ -1,0 +1,112 @@
+"""Every Prometheus metric the API exports, and small helpers other packages call.
+
+Labels are bounded sets (channel, sender, intent, workflow, route template,
+state): never a user or conversation id. Names are what monitoring/ queries;
+tests/integration/test_monitoring.py checks the dashboard against them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# `*_created` series double the exposition and nothing here reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Several worker processes share their figures through files here (see metrics/router.py).
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+MESSAGES = Counter(
+    "reviewbot_messages",
+    "Messages stored: received from customers, sent by the bot or a CSR.",
+    ["direction", "sender", "channel"],
+)
+INTENTS = Counter("reviewbot_intents", "Customer messages by the intent the bot detected.", ["intent", "channel"])
+SESSION_DURATION = Histogram(
+    "reviewbot_session_duration_seconds",
+    "Conversation sessions, first to last message; a session ends after SESSION_IDLE_GAP_SECONDS of silence.",
+    ["channel"],
+    buckets=(15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400),
+)
+BOT_RESPONSE = Histogram(
+    "reviewbot_bot_response_seconds",
+    "From receiving a customer message to the bot's reply being stored.",
+    ["channel"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+CSR_FIRST_RESPONSE = Histogram(
+    "reviewbot_csr_first_response_seconds",
+    "From a handoff request to the first CSR reply in that conversation.",
+    ["channel"],
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+)
+WORKFLOWS = Counter(
+    "reviewbot_workflows",
+    "Automated workflows the bot's actions completed (outcome=success) or failed (outcome=failure).",
+    ["workflow", "outcome"],
+)
+FEEDBACK_RATING = Histogram(
+    "reviewbot_feedback_rating",
+    "Customer satisfaction ratings (1-5) by channel and source (api or bot).",
+    ["channel", "source"],
+    buckets=(1, 2, 3, 4, 5),
+)
+HANDOFFS_REQUESTED = Counter(
+    "reviewbot_handoffs_requested", "Conversations the bot asked to hand to a human.", ["reason", "channel"]
+)
+HANDOFF_TRANSITIONS = Counter(
+    "reviewbot_handoff_transitions", "Handoff state changes (pending_human, with_human, bot).", ["to_state"]
+)
+HTTP_REQUESTS = Counter(
+    "reviewbot_http_requests", "HTTP requests by route template and status.", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "reviewbot_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BOT_CALLS = Histogram(
+    "reviewbot_bot_call_duration_seconds",
+    "Calls to the bot (Rasa) by outcome (ok or error).",
+    ["outcome"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+BOT_CALL_FAILURES = Counter("reviewbot_bot_call_failures", "Calls to the bot (Rasa) that failed.")
+EVENTS_PUBLISHED = Counter("reviewbot_events_published", "Events the outbox relay published, by type.", ["type"])
+EVENT_PUBLISH_FAILURES = Counter(
+    "reviewbot_event_publish_failures", "Outbox relay attempts that failed (bus or database unavailable)."
+)
+OUTBOX_BACKLOG = Gauge(
+    "reviewbot_event_outbox_backlog", "Events committed but not yet published.", multiprocess_mode="max"
+)
+WHATSAPP_SEND_FAILURES = Counter(
+    "reviewbot_whatsapp_send_failures", "Messages the Graph API refused or that could not reach it, by code.", ["code"]
+)
+
+SENT_BY = {"user": "received", "bot": "sent", "csr": "sent"}
+
+
+def count_message(*, sender: str, channel: str, count: int = 1) -> None:
+    MESSAGES.labels(SENT_BY.get(sender, "sent"), sender, channel).inc(count)
+
+
+def observe_csr_first_response(*, channel: str, seconds: float) -> None:
+    """Call when a CSR's first reply after a handoff request is stored."""
+    CSR_FIRST_RESPONSE.labels(channel).observe(max(seconds, 0.0))
+
+
+def count_handoff_transition(*, to_state: str) -> None:
+    """Call on every handoff state change (bot -> pending_human -> with_human -> bot)."""
+    HANDOFF_TRANSITIONS.labels(to_state).inc()
+
+
+def count_whatsapp_send_failure(*, code: str | int) -> None:
+    """Call when a WhatsApp send fails; `code` is the Graph API error code, or e.g. 'timeout'."""
+    WHATSAPP_SEND_FAILURES.labels(str(code)).inc()
+
+
+def observe_feedback(*, rating: int, channel: str, source: str) -> None:
+    FEEDBACK_RATING.labels(channel, source).observe(rating)

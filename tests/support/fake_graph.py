@@ -1,0 +1,290 @@
+"""A local stand-in for Meta's Graph API (we cannot reach the real one from tests).
+
+A real HTTP server (Starlette on uvicorn, in a thread) that speaks the documented
+protocol: `POST /{version}/{phone-number-id}/messages` (send and mark-as-read),
+`GET /{version}/{media-id}` and the media download. It checks the bearer token
+and the documented limits of each message, records every request, and can be
+told to answer the next requests with any Graph error code or a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.processes import free_port
+
+VERSION = "v25.0"
+ACCESS_TOKEN = "test-whatsapp-access-token"
+PHONE_NUMBER_ID = "106540352242922"
+
+# Meta's titles and HTTP statuses for the codes the connector branches on.
+ERRORS: dict[int, tuple[int, str]] = {
+    130429: (400, "Rate limit hit"),
+    131056: (400, "(Business Account, Consumer Account) pair rate limit hit"),
+    131047: (400, "Re-engagement message"),
+    131026: (400, "Message Undeliverable"),
+    131030: (400, "Recipient phone number not in allowed list"),
+    190: (401, "Invalid OAuth access token - Cannot parse access token"),
+    100: (400, "Invalid parameter"),
+    1: (500, "An unknown error occurred"),
+    2: (503, "Service temporarily unavailable"),
+}
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    body: dict[str, Any] | None
+    authorization: str | None
+    at: float  # time.monotonic() on arrival
+    answer: int = 200
+    error_code: int | None = None
+
+    @property
+    def is_read_receipt(self) -> bool:
+        return bool(self.body and self.body.get("status") == "read")
+
+
+@dataclass
+class Scripted:
+    code: int | None = None  # Graph error code to answer with
+    http_status: int | None = None
+    delay: float = 0.0  # seconds to sleep first (longer than the client timeout = a timeout)
+
+
+@dataclass
+class FakeGraph:
+    access_token: str = ACCESS_TOKEN
+    phone_number_id: str = PHONE_NUMBER_ID
+    requests: list[Recorded] = field(default_factory=list)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    _wamids: dict[str, dict[str, Any]] = field(default_factory=dict)  # wamid -> the body it was assigned to
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script: deque[Scripted] = deque()
+        self._ids = itertools.count(1)
+        # Unique per instance: tests share one database schema, and wamids are unique there.
+        self._prefix = uuid.uuid4().hex[:8].upper()
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        app = Starlette(
+            routes=[
+                Route("/media-download/{media_id}", self._download, methods=["GET"]),
+                Route("/{version}/{phone}/messages", self._messages, methods=["POST"]),
+                Route("/{version}/{media_id}", self._media_info, methods=["GET"]),
+            ]
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="fake-graph", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """What WHATSAPP_GRAPH_URL is set to."""
+        return f"{self.base_url}/{VERSION}"
+
+    def start(self) -> FakeGraph:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake Graph API did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    # --- telling it what to answer ---------------------------------------------------------------
+
+    def fail_next(self, code: int, times: int = 1) -> None:
+        """Answer the next `times` /messages requests with Graph error `code`."""
+        with self._lock:
+            self._script.extend(Scripted(code=code) for _ in range(times))
+
+    def time_out_next(self, delay: float, times: int = 1) -> None:
+        with self._lock:
+            self._script.extend(Scripted(delay=delay) for _ in range(times))
+
+    # --- what it saw ------------------------------------------------------------------------------
+
+    def sends(self, to: str | None = None, *, accepted_only: bool = True) -> list[dict[str, Any]]:
+        """Message bodies (not read receipts), oldest first; by default only those answered 200."""
+        with self._lock:
+            return [
+                r.body
+                for r in self.requests
+                if r.body
+                and not r.is_read_receipt
+                and (to is None or r.body.get("to") == to)
+                and (r.answer == 200 or not accepted_only)
+            ]
+
+    def texts(self, to: str | None = None) -> list[str]:
+        out = []
+        for body in self.sends(to):
+            if body["type"] == "text":
+                out.append(body["text"]["body"])
+            elif body["type"] == "interactive":
+                out.append(body["interactive"]["body"]["text"])
+        return out
+
+    def reads(self) -> list[str]:
+        with self._lock:
+            return [r.body["message_id"] for r in self.requests if r.body and r.is_read_receipt]
+
+    def attempts(self, to: str) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.body and r.body.get("to") == to]
+
+    def message_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    def wamid_for(self, n: int) -> str:
+        """The wamid this fake gives its n-th accepted message (1-based)."""
+        return f"wamid.FAKE{self._prefix}{n:010d}"
+
+    def wamids(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return dict(self._wamids)
+
+    # --- the protocol -----------------------------------------------------------------------------
+
+    def _authorised(self, request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {self.access_token}"
+
+    @staticmethod
+    def _error(code: int, details: str | None = None) -> JSONResponse:
+        status, message = ERRORS.get(code, (400, "Error"))
+        error: dict[str, Any] = {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "AbCdEf"}
+        if details:
+            error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+        return JSONResponse({"error": error}, status_code=status)
+
+    async def _messages(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record = Recorded("POST", request.url.path, body, request.headers.get("authorization"), time.monotonic())
+        with self._lock:
+            self.requests.append(record)
+            scripted = self._script.popleft() if self._script else None
+        response = await self._answer(request, body, scripted)
+        record.answer = response.status_code
+        if response.status_code != 200:
+            record.error_code = json.loads(bytes(response.body)).get("error", {}).get("code")
+        return response
+
+    async def _answer(self, request: Request, body: Any, scripted: Scripted | None) -> Response:
+        if not self._authorised(request):
+            return self._error(190)
+        if request.path_params["phone"] != self.phone_number_id:
+            return self._error(100, "Unsupported post request: unknown phone number id")
+        if scripted is not None:
+            if scripted.delay:
+                await asyncio.sleep(scripted.delay)
+            if scripted.code is not None:
+                return self._error(scripted.code, f"scripted failure {scripted.code}")
+        problem = validate_message(body)
+        if problem:
+            return self._error(100, problem)
+        if body.get("status") == "read":
+            return JSONResponse({"success": True})
+        wamid = self.wamid_for(next(self._ids))
+        with self._lock:
+            self._wamids[wamid] = body
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": wamid}],
+            }
+        )
+
+    async def _media_info(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return self._error(190)
+        media_id = request.path_params["media_id"]
+        if media_id not in self.media:
+            return self._error(100, "media not found")
+        content, mime = self.media[media_id]
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.base_url}/media-download/{media_id}",
+                "mime_type": mime,
+                "sha256": "0" * 64,
+                "file_size": len(content),
+                "id": media_id,
+            }
+        )
+
+    async def _download(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return Response(status_code=401)
+        content, mime = self.media[request.path_params["media_id"]]
+        return Response(content, media_type=mime)
+
+
+def validate_message(body: Any) -> str | None:
+    """What Meta would refuse (code 100) in a /messages body, per the documented limits; None if fine."""
+    if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
+        return "messaging_product must be whatsapp"
+    if body.get("status") == "read":
+        return None if isinstance(body.get("message_id"), str) else "message_id is required"
+    if not body.get("to"):
+        return "to is required"
+    kind = body.get("type")
+    if kind == "text":
+        text = (body.get("text") or {}).get("body")
+        if not text or len(text) > 4096:
+            return "text.body must be 1..4096 characters"
+        return None
+    if kind == "image":
+        return None if (body.get("image") or {}).get("link") else "image.link is required"
+    if kind != "interactive":
+        return f"unsupported type {kind!r}"
+    interactive = body.get("interactive") or {}
+    text = (interactive.get("body") or {}).get("text") or ""
+    if not text or len(text) > 1024:
+        return "interactive.body.text must be 1..1024 characters"
+    action = interactive.get("action") or {}
+    if interactive.get("type") == "button":
+        buttons = action.get("buttons") or []
+        if not 1 <= len(buttons) <= 3:
+            return "1 to 3 buttons"
+        titles = [b["reply"]["title"] for b in buttons]
+        if any(not t or len(t) > 20 for t in titles) or len(set(titles)) != len(titles):
+            return "button titles must be unique, 1..20 characters"
+        if any(len(b["reply"]["id"]) > 256 for b in buttons):
+            return "button ids must be at most 256 characters"
+        return None
+    if interactive.get("type") == "list":
+        rows = [row for section in action.get("sections") or [] for row in section.get("rows") or []]
+        if not 1 <= len(rows) <= 10:
+            return "1 to 10 rows"
+        if any(len(r["title"]) > 24 or len(r.get("description", "")) > 72 for r in rows):
+            return "row titles at most 24, descriptions at most 72 characters"
+        if not action.get("button") or len(action["button"]) > 20:
+            return "the list button label must be 1..20 characters"
+        return None
+    return f"unsupported interactive type {interactive.get('type')!r}"
