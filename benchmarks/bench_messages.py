@@ -166,6 +166,10 @@ def main() -> None:
         wrk("warm-up", api.url, WRK / "api_post.lua", **{**run, "duration": 3})
         rasa_rest = wrk("Rasa REST webhook (baseline)", rasa.url, WRK / "rasa_rest.lua", **run)
         through_api = wrk("API POST /messages -> real Rasa, PostgreSQL", api.url, WRK / "api_post.lua", **run)
+        # One request at a time: latency without queueing, so the difference is what the API adds.
+        single = {**run, "connections": 1, "threads": 1, "duration": max(args.duration // 2, 5)}
+        rasa_single = wrk("Rasa REST webhook, 1 connection", rasa.url, WRK / "rasa_rest.lua", **single)
+        api_single = wrk("API POST /messages, 1 connection", api.url, WRK / "api_post.lua", **single)
         memory = {"rasa": rss_mb(rasa.process.pid), "actions": rss_mb(servers[0].process.pid),
                   f"api ({args.workers} workers)": rss_mb(api.process.pid)}
 
@@ -186,10 +190,13 @@ def main() -> None:
         print()
         print(f"ReviewBot message benchmark — {os.cpu_count()} cores, wrk -t{args.threads} -c{args.connections} "
               f"-d{args.duration}s, API workers {args.workers}, PostgreSQL + Redis, message 'hello'")
-        for result in (rasa_rest, through_api, alone_post, alone_get):
+        for result in (rasa_rest, through_api, rasa_single, api_single, alone_post, alone_get):
             print(result.line())
         print(f"API / Rasa throughput ratio: {through_api.rate / rasa_rest.rate:.2f}")
-        print(f"API added latency: p50 {through_api.p50_ms - rasa_rest.p50_ms:+.1f} ms, "
+        print(f"API added latency, one request at a time: p50 {api_single.p50_ms - rasa_single.p50_ms:+.1f} ms, "
+              f"p99 {api_single.p99_ms - rasa_single.p99_ms:+.1f} ms")
+        print(f"API added latency under load (c{args.connections}, includes queueing): "
+              f"p50 {through_api.p50_ms - rasa_rest.p50_ms:+.1f} ms, "
               f"p99 {through_api.p99_ms - rasa_rest.p99_ms:+.1f} ms")
         print("Resident memory after the runs: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in memory.items()))
     finally:
