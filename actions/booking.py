@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
+from abc import ABC, abstractmethod
 from datetime import date, datetime, time, timedelta
 from typing import Any, Dict, List, Optional, Text
 
@@ -13,16 +12,30 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import bootstrap
 from actions.business import Business
 from actions.common import (
-    call, clean_name, customer_id, channel, day_label, latest_entity, latest_text, log, normalise_phone,
-    utter_unavailable, when, workflow_event,
+    call,
+    channel,
+    clean_name,
+    customer_id,
+    day_label,
+    latest_entity,
+    latest_text,
+    log,
+    normalise_phone,
+    utter_unavailable,
+    when,
+    workflow_event,
 )
 from actions.ports import (
-    Appointment, BookingService, CrmService, NotFound, ServiceError, ServiceUnavailable, SlotUnavailable,
+    Appointment,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+    SlotUnavailable,
 )
 from actions.timeparse import parse_date, parse_time
+from actions.wiring import UsesPorts
 
 RESET_BOOKING = [SlotSet("service", None), SlotSet("date", None), SlotSet("time", None)]
 
@@ -48,26 +61,8 @@ def _next_open_days(biz: Business, start: date, count: int) -> List[date]:
     return days
 
 
-class _AppointmentSlots(FormValidationAction, ABC):
+class _AppointmentSlots(UsesPorts, FormValidationAction, ABC):
     """Normalises service/date/time and checks the chosen time against the calendar."""
-
-    def __init__(self, booking: Optional[BookingService] = None, crm: Optional[CrmService] = None,
-                 business: Optional[Business] = None) -> None:
-        self._booking = booking
-        self._crm = crm
-        self._business = business
-
-    @property
-    def booking(self) -> BookingService:
-        return self._booking or bootstrap.booking()
-
-    @property
-    def crm(self) -> CrmService:
-        return self._crm or bootstrap.crm()
-
-    @property
-    def biz(self) -> Business:
-        return self._business or bootstrap.business()
 
     @abstractmethod
     def name(self) -> Text:
@@ -243,25 +238,7 @@ def _choose(appointments: List[Appointment], biz: Business, tracker: Tracker) ->
     return appointments[0]
 
 
-class _BookingAction(Action, ABC):
-    def __init__(self, booking: Optional[BookingService] = None, crm: Optional[CrmService] = None,
-                 business: Optional[Business] = None) -> None:
-        self._booking = booking
-        self._crm = crm
-        self._business = business
-
-    @property
-    def booking(self) -> BookingService:
-        return self._booking or bootstrap.booking()
-
-    @property
-    def crm(self) -> CrmService:
-        return self._crm or bootstrap.crm()
-
-    @property
-    def biz(self) -> Business:
-        return self._business or bootstrap.business()
-
+class _BookingAction(UsesPorts, Action, ABC):
     @abstractmethod
     def name(self) -> Text:
         """Abstract: rasa-sdk registers only concrete actions."""

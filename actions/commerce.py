@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import json
 import re
+from abc import ABC, abstractmethod
 from typing import Any, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
@@ -13,16 +12,30 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import bootstrap
-from actions.business import Business
 from actions.common import (
-    call, channel, customer_id, latest_entity, latest_text, log, normalise_order_id, parse_quantity,
-    utter_unavailable, workflow_event,
+    call,
+    channel,
+    customer_id,
+    latest_entity,
+    latest_text,
+    log,
+    normalise_order_id,
+    parse_quantity,
+    utter_unavailable,
+    workflow_event,
 )
 from actions.ports import (
-    Cart, CommerceService, CrmService, EmptyCart, InvalidState, NotFound, Order, OutOfStock, Product,
-    ServiceError, ServiceUnavailable,
+    Cart,
+    EmptyCart,
+    InvalidState,
+    NotFound,
+    Order,
+    OutOfStock,
+    Product,
+    ServiceError,
+    ServiceUnavailable,
 )
+from actions.wiring import UsesPorts
 
 MAX_RESULTS = 5
 _FILLER = re.compile(
@@ -35,25 +48,7 @@ def _payload(intent: str, **entities: Any) -> str:
     return f"/{intent}{json.dumps(entities, separators=(',', ':'))}"
 
 
-class _ShopAction(Action, ABC):
-    def __init__(self, commerce: Optional[CommerceService] = None, crm: Optional[CrmService] = None,
-                 business: Optional[Business] = None) -> None:
-        self._commerce = commerce
-        self._crm = crm
-        self._business = business
-
-    @property
-    def commerce(self) -> CommerceService:
-        return self._commerce or bootstrap.commerce()
-
-    @property
-    def crm(self) -> CrmService:
-        return self._crm or bootstrap.crm()
-
-    @property
-    def biz(self) -> Business:
-        return self._business or bootstrap.business()
-
+class _ShopAction(UsesPorts, Action, ABC):
     @abstractmethod
     def name(self) -> Text:
         """Abstract: rasa-sdk registers only concrete actions."""

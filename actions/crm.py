@@ -3,47 +3,33 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, EventType, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import bootstrap
-from actions.business import Business
 from actions.common import (
-    EMAIL_RE, call, channel, clean_name, customer_id, latest_entity, latest_text, log, normalise_email,
-    normalise_phone, utter_unavailable, when, workflow_event,
+    EMAIL_RE,
+    call,
+    channel,
+    clean_name,
+    customer_id,
+    latest_entity,
+    latest_text,
+    log,
+    normalise_email,
+    normalise_phone,
+    utter_unavailable,
+    when,
+    workflow_event,
 )
-from actions.ports import BookingService, CommerceService, CrmService, ServiceError
+from actions.ports import ServiceError
+from actions.wiring import UsesPorts
 
 
-class _CrmAction(Action, ABC):
-    def __init__(self, crm: Optional[CrmService] = None, booking: Optional[BookingService] = None,
-                 commerce: Optional[CommerceService] = None, business: Optional[Business] = None) -> None:
-        self._crm = crm
-        self._booking = booking
-        self._commerce = commerce
-        self._business = business
-
-    @property
-    def crm(self) -> CrmService:
-        return self._crm or bootstrap.crm()
-
-    @property
-    def booking(self) -> BookingService:
-        return self._booking or bootstrap.booking()
-
-    @property
-    def commerce(self) -> CommerceService:
-        return self._commerce or bootstrap.commerce()
-
-    @property
-    def biz(self) -> Business:
-        return self._business or bootstrap.business()
-
+class _CrmAction(UsesPorts, Action, ABC):
     @abstractmethod
     def name(self) -> Text:
         """Abstract: rasa-sdk registers only concrete actions."""

@@ -11,7 +11,16 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import bootstrap
-from actions.common import call, channel, customer_id, handoff_events, latest_text, log, utter_unavailable, workflow_event
+from actions.common import (
+    call,
+    channel,
+    customer_id,
+    handoff_events,
+    latest_text,
+    log,
+    utter_unavailable,
+    workflow_event,
+)
 from actions.ports import CrmService, FeedbackService, ServiceError
 
 NO_COMMENT = "-"

@@ -13,7 +13,13 @@ from typing import Any, Dict, Optional
 import requests
 
 from actions.ports import (
-    EmptyCart, InvalidState, NotFound, OutOfStock, ServiceError, ServiceUnavailable, SlotUnavailable,
+    EmptyCart,
+    InvalidState,
+    NotFound,
+    OutOfStock,
+    ServiceError,
+    ServiceUnavailable,
+    SlotUnavailable,
 )
 
 log = logging.getLogger(__name__)

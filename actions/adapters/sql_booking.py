@@ -10,7 +10,12 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
 from actions.adapters.sql_db import (
-    Database, appointments, from_utc_naive, to_utc_naive, translate_errors, utcnow,
+    Database,
+    appointments,
+    from_utc_naive,
+    to_utc_naive,
+    translate_errors,
+    utcnow,
 )
 from actions.business import Business, ServiceInfo
 from actions.ports import Appointment, InvalidState, NotFound, SlotUnavailable

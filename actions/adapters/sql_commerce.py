@@ -11,7 +11,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from actions.adapters.sql_db import (
-    Database, cart_lines, from_utc_naive, order_lines, orders, products, translate_errors, utcnow,
+    Database,
+    cart_lines,
+    from_utc_naive,
+    order_lines,
+    orders,
+    products,
+    translate_errors,
+    utcnow,
 )
 from actions.ports import Cart, CartLine, EmptyCart, InvalidState, NotFound, Order, OutOfStock, Product
 
