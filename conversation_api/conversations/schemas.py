@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from conversation_api.conversations.models import Conversation, HandoffState, Message, Sender
 
 MAX_MESSAGE_CHARS = 4096
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("message must not be blank")
+    return value
+
+
+# A message a person writes (customer or CSR): 1 to 4096 characters, not only white space.
+MessageText = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS), AfterValidator(_not_blank)]
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -32,14 +42,7 @@ class SendMessageRequest(BaseModel):
         default=None, max_length=64, description="Empty or missing to start a new conversation."
     )
     user_id: str = Field(min_length=1, max_length=128, description="Must be the caller's own user id.")
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("message must not be blank")
-        return value
+    message: MessageText
 
 
 class ReplyMessage(BaseModel):

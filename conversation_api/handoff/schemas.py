@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from conversation_api.conversations.models import HandoffState
-from conversation_api.conversations.schemas import MAX_MESSAGE_CHARS, MessageOut, as_utc
+from conversation_api.conversations.schemas import MessageOut, MessageText, as_utc
 from conversation_api.handoff import service
 from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
 
@@ -147,14 +147,7 @@ class TranscriptResponse(Handling):
 class CsrMessageRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"message": "Hi Alice, Sam here."}]})
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
-
-    @field_validator("message")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("message must not be blank")
-        return value
+    message: MessageText
 
 
 class CsrMessageResponse(BaseModel):
