@@ -14,13 +14,31 @@ from conversation_api.deps import ContainerDep
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "A dependency is not answering; the body says which."}})
+@router.get(
+    "/readyz",
+    responses={
+        200: {
+            "content": {"application/json": {"example": {"status": "ready", "checks": {"database": "ok", "bot": "ok"}}}}
+        },
+        503: {
+            "description": "A dependency is not answering; the body says which.",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "not ready",
+                        "checks": {"database": "ok", "bot": "error: the bot is unreachable"},
+                    }
+                }
+            },
+        },
+    },
+)
 async def readyz(container: ContainerDep) -> JSONResponse:
     """Ready only when the database and the bot both answer."""
 

@@ -165,5 +165,24 @@ class ConversationOut(BaseModel):
 
 
 class ConversationListResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": "alice",
+                    "conversations": [
+                        {
+                            "conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10",
+                            "channel": "api",
+                            "handoff_state": "bot",
+                            "created_at": "2026-11-25T14:00:00Z",
+                            "updated_at": "2026-11-25T14:05:12Z",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     user_id: str
     conversations: list[ConversationOut] = Field(description="Most recently active first.")

@@ -20,6 +20,24 @@ def _utc(moment: datetime | None) -> datetime | None:
 class Handling(BaseModel):
     """Who has a conversation and since when."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10",
+                    "user_id": "alice",
+                    "channel": "api",
+                    "handoff_state": "with_human",
+                    "reason": "customer_request",
+                    "waiting_since": "2026-11-25T14:00:00Z",
+                    "claimed_by": "csr-lena",
+                    "claimed_at": "2026-11-25T14:01:10Z",
+                    "bot_in_step": True,
+                }
+            ]
+        }
+    )
+
     conversation_id: str
     user_id: str = Field(description="The customer.")
     channel: str
@@ -128,6 +146,58 @@ class TransitionOut(BaseModel):
 
 
 class TranscriptResponse(Handling):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "conversation_id": "6f1c2a8e-3f7b-4d55-9a43-1b2f5b7d9e10",
+                    "user_id": "alice",
+                    "channel": "whatsapp",
+                    "handoff_state": "pending_human",
+                    "reason": "customer_request",
+                    "waiting_since": "2026-11-25T14:00:00Z",
+                    "claimed_by": None,
+                    "claimed_at": None,
+                    "bot_in_step": True,
+                    "messages": [
+                        {
+                            "id": 7,
+                            "sender": "user",
+                            "text": "can i talk to a person",
+                            "timestamp": "2026-11-25T14:00:00Z",
+                            "intent": "request_human",
+                            "entities": [],
+                            "confidence": 0.98,
+                            "payload": None,
+                        },
+                        {
+                            "id": 8,
+                            "sender": "bot",
+                            "text": "A member of our team will reply here shortly.",
+                            "timestamp": "2026-11-25T14:00:00.3Z",
+                            "intent": None,
+                            "entities": None,
+                            "confidence": None,
+                            "payload": None,
+                        },
+                    ],
+                    "intents": ["request_human"],
+                    "entities": [],
+                    "transitions": [
+                        {
+                            "from_state": "bot",
+                            "to_state": "pending_human",
+                            "actor": "bot",
+                            "reason": "customer_request",
+                            "note": None,
+                            "timestamp": "2026-11-25T14:00:00.3Z",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
     messages: list[MessageOut] = Field(description="Oldest first, with senders user, bot and csr.")
     intents: list[str]
     entities: list[dict[str, Any]]
@@ -157,6 +227,6 @@ class CsrMessageResponse(BaseModel):
 
 
 class ResolveRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "Booking moved to Monday."}]})
 
     note: str | None = Field(default=None, max_length=2000, description="Why or how it was resolved (audit).")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conversation_api.auth import Role
 from conversation_api.deps import CurrentUser, SessionDep
@@ -40,6 +40,34 @@ class InvalidPeriod(ApiError):
 
 
 class MetricsSummary(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "2026-11-01T00:00:00Z",
+                    "to": "2026-11-25T00:00:00Z",
+                    "messages": {
+                        "total": 1840,
+                        "by_sender": {"user": 900, "bot": 910, "csr": 30},
+                        "by_channel": {"api": 1200, "whatsapp": 640},
+                        "conversations": 210,
+                    },
+                    "sessions": {"count": 260, "ended": 250, "average_duration_seconds": 184.2},
+                    "bot_response": {"replies": 880, "average_seconds": 0.31},
+                    "workflows": {"booking": {"succeeded": 40, "failed": 2, "success_rate": 0.952}},
+                    "csat": {
+                        "responses": 35,
+                        "average_rating": 4.3,
+                        "satisfied_share": 0.83,
+                        "distribution": {"1": 1, "2": 1, "3": 4, "4": 9, "5": 20},
+                    },
+                    "handoff": {"conversations": 12, "rate": 0.057},
+                    "errors": {"bot_unavailable": 3, "rate": 0.003},
+                }
+            ]
+        }
+    )
+
     from_: datetime = Field(alias="from")
     to: datetime
     messages: dict[str, Any] = Field(
