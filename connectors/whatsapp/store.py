@@ -44,6 +44,15 @@ def _insert(session: AsyncSession, table: Any) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+async def _insert_if_new(session: AsyncSession, table: Any, keys: list[str], values: dict[str, Any]) -> bool:
+    """Insert unless a row with the same `keys` exists; True when this call inserted it."""
+    inserted = await session.execute(
+        _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=keys).returning(table.id)
+    )
+    # RETURNING yields a row only when this delivery inserted it (rowcount is not reliable here).
+    return inserted.scalar_one_or_none() is not None
+
+
 def _rank(column: Any) -> Any:
     return case(STATUS_RANK, value=column, else_=-1)
 
@@ -65,9 +74,11 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
 
     # Sorted by wamid so that two overlapping batches take the unique-index locks in the same order.
     for message in sorted(notification.messages, key=lambda m: m.wamid):
-        inserted = await session.execute(
-            _insert(session, WhatsAppInbound)
-            .values(
+        is_new = await _insert_if_new(
+            session,
+            WhatsAppInbound,
+            ["wamid"],
+            dict(
                 wamid=message.wamid,
                 wa_id=message.wa_id,
                 phone_number_id=message.phone_number_id,
@@ -82,18 +93,16 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
                 state="pending",
                 attempts=0,
                 next_attempt_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["wamid"])
-            .returning(WhatsAppInbound.id)
+            ),
         )
-        # RETURNING yields a row only when this delivery inserted it (rowcount is not reliable here).
-        is_new = inserted.scalar_one_or_none() is not None
         (result.new_messages if is_new else result.duplicate_messages).append(message)
 
     for status in notification.statuses:
-        inserted = await session.execute(
-            _insert(session, WhatsAppStatus)
-            .values(
+        if await _insert_if_new(
+            session,
+            WhatsAppStatus,
+            ["wamid", "status"],
+            dict(
                 wamid=status.wamid,
                 status=status.status,
                 recipient_id=status.recipient_id,
@@ -102,11 +111,8 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
                 error_reason=status.error_reason,
                 raw=status.raw,
                 received_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["wamid", "status"])
-            .returning(WhatsAppStatus.id)
-        )
-        if inserted.scalar_one_or_none() is not None:
+            ),
+        ):
             result.new_statuses.append(status)
             await apply_status(
                 session=session,
