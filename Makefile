@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions test-stories validate lint token bench bench-whatsapp nlu-report clean browser
+.PHONY: help setup train migrate run test test-api test-actions test-stories test-nlu validate lint token bench bench-whatsapp nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test-actions: .venv-rasa/.installed ## unit tests of the custom actions (Rasa's 
 test-stories: train ## run the Rasa test stories (every workflow) against the trained model
 	@scripts/test-stories.sh
 
+test-nlu: train ## score the model on the held-out NLU sets (tests/nlu); fails below the thresholds
+	@scripts/test-nlu.sh
+
 nlu-report: train ## NLU cross-validation (5 folds): intent accuracy and entity F1 into results/nlu-cv
 	@scripts/nlu-report.sh
 
@@ -57,7 +60,7 @@ browser: ## headless Chromium for the console's browser test (Debian packages, i
 test-api: setup train browser ## API, connector, integration and end-to-end tests (Python 3.11)
 	.venv/bin/python -m pytest -q tests --ignore=tests/actions
 
-test: setup train validate test-actions test-stories test-api ## everything: set-up, data validation and all tests
+test: setup train validate test-actions test-stories test-nlu test-api ## everything: set-up, data validation and all tests
 
 lint: .venv/.installed ## ruff and mypy
 	.venv/bin/ruff check conversation_api connectors tests benchmarks
