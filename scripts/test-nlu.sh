@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RASA=${RASA:-.venv-rasa/bin/rasa}
 PY=${PY:-.venv-rasa/bin/python}
-MIN_INTENT=${NLU_MIN_INTENT_ACCURACY:-0.93}
-MIN_ENTITY=${NLU_MIN_ENTITY_F1:-0.88}
+MIN_INTENT=${NLU_MIN_INTENT_ACCURACY:-0.94}
+MIN_ENTITY=${NLU_MIN_ENTITY_F1:-0.90}
 status=0
 for set in tests/nlu/*.yml; do
   name=$(basename "$set" .yml)
