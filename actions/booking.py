@@ -17,6 +17,7 @@ from actions.common import (
     call,
     channel,
     clean_name,
+    confirm_buttons,
     customer_id,
     day_label,
     latest_entity,
@@ -269,7 +270,7 @@ class ActionAskBookingConfirmation(_BookingAction):
         dispatcher.utter_message(
             text=f"Shall I book a {service.name} ({service.duration_minutes} min, {self.biz.money(service.price)}) "
                  f"on {when(start)}" + (f" for {name}" if name else "") + "?",
-            buttons=[{"title": "Yes, book it", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}])
+            buttons=confirm_buttons("Yes, book it"))
         return []
 
 
@@ -476,7 +477,7 @@ class ActionAskCancelAppointment(_BookingAction):
         chosen = _choose(appointments, self.biz, tracker)
         dispatcher.utter_message(
             text=f"Cancel your {chosen.service} on {when(chosen.start)} (ref {chosen.id})?",
-            buttons=[{"title": "Yes, cancel it", "payload": "/affirm"}, {"title": "No, keep it", "payload": "/deny"}])
+            buttons=confirm_buttons("Yes, cancel it", "No, keep it"))
         return [SlotSet("appointment_id", chosen.id)]
 
 

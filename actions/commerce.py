@@ -15,6 +15,7 @@ from rasa_sdk.types import DomainDict
 from actions.common import (
     call,
     channel,
+    confirm_buttons,
     customer_id,
     latest_entity,
     latest_text,
@@ -56,6 +57,19 @@ class _ShopAction(UsesPorts, Action, ABC):
     def describe_cart(self, cart: Cart) -> str:
         lines = [f"- {l.quantity} x {l.name} ({self.biz.money(l.total)})" for l in cart.lines]
         return "\n".join(lines) + f"\nTotal: {self.biz.money(cart.total)}"
+
+    async def load_cart(self, dispatcher: CollectingDispatcher, tracker: Tracker, *, purpose: str) -> Optional[Cart]:
+        """The customer's cart with lines, or None after telling them it is empty or unavailable."""
+        try:
+            cart = await call(self.commerce.get_cart, customer_id=customer_id(tracker))
+        except ServiceError as exc:
+            log.error("%s failed error=%s", purpose, exc)
+            utter_unavailable(dispatcher)
+            return None
+        if not cart.lines:
+            dispatcher.utter_message(response="utter_cart_empty")
+            return None
+        return cart
 
     def describe_order(self, order: Order) -> str:
         items = ", ".join(f"{l.quantity} x {l.name}" for l in order.lines)
@@ -152,14 +166,8 @@ class ActionViewCart(_ShopAction):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        try:
-            cart = await call(self.commerce.get_cart, customer_id=customer_id(tracker))
-        except ServiceError as exc:
-            log.error("view cart failed error=%s", exc)
-            utter_unavailable(dispatcher)
-            return []
-        if not cart.lines:
-            dispatcher.utter_message(response="utter_cart_empty")
+        cart = await self.load_cart(dispatcher, tracker, purpose="view cart")
+        if cart is None:
             return []
         dispatcher.utter_message(text="Your cart:\n" + self.describe_cart(cart),
                                  buttons=[{"title": "Checkout", "payload": "/place_order"}])
@@ -172,18 +180,12 @@ class ActionAskOrderConfirmation(_ShopAction):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        try:
-            cart = await call(self.commerce.get_cart, customer_id=customer_id(tracker))
-        except ServiceError as exc:
-            log.error("checkout failed error=%s", exc)
-            utter_unavailable(dispatcher)
-            return []
-        if not cart.lines:
-            dispatcher.utter_message(response="utter_cart_empty")
+        cart = await self.load_cart(dispatcher, tracker, purpose="checkout")
+        if cart is None:
             return []
         dispatcher.utter_message(
             text="Please confirm your order:\n" + self.describe_cart(cart) + "\nShall I place it?",
-            buttons=[{"title": "Yes, place order", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}])
+            buttons=confirm_buttons("Yes, place order"))
         return []
 
 
@@ -288,7 +290,7 @@ class ActionAskCancelOrder(_ShopAction):
                                    reason=f"order_{order.status}")]
         dispatcher.utter_message(
             text=f"Cancel this order?\n{self.describe_order(order)}",
-            buttons=[{"title": "Yes, cancel it", "payload": "/affirm"}, {"title": "No, keep it", "payload": "/deny"}])
+            buttons=confirm_buttons("Yes, cancel it", "No, keep it"))
         return [SlotSet("order_id", order.id)]
 
 

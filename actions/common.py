@@ -64,6 +64,11 @@ def utter_unavailable(dispatcher: CollectingDispatcher) -> None:
     dispatcher.utter_message(response="utter_service_unavailable")
 
 
+def confirm_buttons(yes: str, no: str = "No") -> List[Dict[str, str]]:
+    """The yes/no buttons under a "Shall I ...?" question (payloads /affirm and /deny)."""
+    return [{"title": yes, "payload": "/affirm"}, {"title": no, "payload": "/deny"}]
+
+
 def latest_entity(tracker: Tracker, entity: str) -> Optional[str]:
     value = next(tracker.get_latest_entity_values(entity), None)
     return str(value) if value is not None else None
