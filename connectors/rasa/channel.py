@@ -58,6 +58,25 @@ def turn_result(tracker: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+async def run_turn(agent: Any, message: UserMessage) -> Any:
+    """Rasa's `Agent.handle_message`, keeping the tracker it produced.
+
+    The same steps as `MessageProcessor.handle_message` in Rasa 3.6 under the same
+    conversation lock; the stock path returns only the bot's messages, and reading the
+    tracker back afterwards cost a second tracker-store load on every turn.
+    """
+    processor = agent.processor
+    if processor is None:
+        raise RuntimeError("no model is loaded")
+    async with agent.lock_store.lock(message.sender_id):
+        tracker = await processor.log_message(message, should_save_tracker=False)
+        tracker = await processor.run_action_extract_slots(message.output_channel, tracker)
+        await processor._run_prediction_loop(message.output_channel, tracker)
+        await processor.run_anonymization_pipeline(tracker)
+        await processor.save_tracker(tracker)
+    return tracker
+
+
 class ReviewBotInput(InputChannel):
     """`POST /webhooks/reviewbot/webhook {sender, message, metadata}`."""
 
@@ -98,9 +117,9 @@ class ReviewBotInput(InputChannel):
                 return response.json({"error": "sender and message (strings) are required"}, status=400)
             metadata = body.get("metadata") or {}
             collector = CollectingOutputChannel()
+            message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
             try:
-                await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata))
-                tracker = await request.app.ctx.agent.tracker_store.retrieve(sender)
+                tracker = await run_turn(request.app.ctx.agent, message)
             except Exception:  # the gateway must see failure, not an empty reply
                 log.exception("turn failed sender=%s", sender)
                 return response.json({"error": "the bot failed to process the message"}, status=500)
