@@ -69,7 +69,9 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
 
     engine = create_engine(settings)
     sessions = create_session_factory(engine)
-    bot = bot or RasaChannelBot(base_url=settings.rasa_url, token=settings.rasa_token, timeout=settings.rasa_timeout)
+    bot = bot or RasaChannelBot(
+        base_url=settings.rasa_replicas, token=settings.rasa_token, timeout=settings.rasa_timeout
+    )
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
     channels = ChannelRegistry()

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = None
     rasa_url: str = "http://127.0.0.1:5005"
+    rasa_urls: str | None = Field(
+        default=None,
+        description="Several Rasa replicas, comma-separated; turns go round-robin, a replica that is down is skipped.",
+    )
     rasa_token: str | None = None
     rasa_timeout: float = Field(default=10.0, gt=0)
     jwt_secret: str = DEFAULT_JWT_SECRET
@@ -89,6 +93,7 @@ class Settings(BaseSettings):
         "redis_url",
         "events_redis_url",
         "rasa_token",
+        "rasa_urls",
         "jwt_public_key",
         "database_schema",
         *WHATSAPP_SECRETS,
@@ -123,6 +128,13 @@ class Settings(BaseSettings):
             if not self.rasa_token:
                 raise ValueError("RASA_TOKEN must be set outside development")
         return self
+
+    @property
+    def rasa_replicas(self) -> list[str]:
+        """The Rasa servers to use: RASA_URLS when set, RASA_URL otherwise."""
+        if self.rasa_urls:
+            return [url.strip().rstrip("/") for url in self.rasa_urls.split(",") if url.strip()]
+        return [self.rasa_url]
 
     @property
     def whatsapp_enabled(self) -> bool:

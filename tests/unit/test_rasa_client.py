@@ -1,5 +1,6 @@
 """The Rasa channel client against small real HTTP servers that misbehave on purpose."""
 
+import asyncio
 import json
 import threading
 import time
@@ -150,3 +151,90 @@ async def test_pause_with_nothing_listening_is_bot_unavailable() -> None:
     with pytest.raises(BotUnavailable, match="unreachable"):
         await bot.resume("c1")
     await bot.aclose()
+
+
+class Replica:
+    """A small real server standing for one Rasa replica: counts the turns it served."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.turns, self.status = name, 0, 200
+        replica = self
+
+        class ReplicaHandler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, body: bytes) -> None:
+                self.send_response(replica.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._send(b"{}")
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                replica.turns += 1
+                self._send(json.dumps({**TURN, "messages": [{"text": replica.name}]}).encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), ReplicaHandler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def replicas() -> Iterator[list[Replica]]:
+    servers = [Replica("a"), Replica("b")]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_turns_alternate_between_replicas(replicas: list[Replica]) -> None:
+    bot = RasaChannelBot(base_url=[r.url for r in replicas], token=None, timeout=2)
+    served = [(await bot.send(sender_id="c1", text="hi", metadata={})).text for _ in range(6)]
+    await bot.aclose()
+    assert served == ["a", "b", "a", "b", "a", "b"]
+
+
+async def test_a_replica_that_refuses_is_skipped_then_tried_again(replicas: list[Replica]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    bot = RasaChannelBot(base_url=[dead, replicas[0].url], token=None, timeout=2, retry_after=0.3)
+    served = [(await bot.send(sender_id="c1", text="hi", metadata={})).text for _ in range(6)]
+    assert served == ["a"] * 6  # no turn lost to the dead replica
+    assert bot.replicas[0].failures == 1  # backing off: tried once, not on every turn
+    states = await bot.replica_states()
+    assert states[dead].startswith("error") and states[replicas[0].url] == "ok"
+    await bot.ping()  # one replica answering is enough
+    await asyncio.sleep(0.35)
+    await bot.send(sender_id="c1", text="hi", metadata={})
+    await bot.send(sender_id="c1", text="hi", metadata={})
+    assert bot.replicas[0].failures == 2  # tried again after the back-off, still down: waits longer
+    await bot.aclose()
+
+
+async def test_every_replica_down_is_bot_unavailable() -> None:
+    bot = RasaChannelBot(
+        base_url=[f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"], token=None, timeout=1
+    )
+    with pytest.raises(BotUnavailable, match="unreachable"):
+        await bot.send(sender_id="c1", text="hi", metadata={})
+    with pytest.raises(BotUnavailable, match="unreachable"):
+        await bot.ping()
+    await bot.aclose()
+
+
+async def test_a_replica_failing_after_taking_the_turn_is_not_retried_elsewhere(replicas: list[Replica]) -> None:
+    # The turn may have run (an order placed): sending it to the other replica could do it twice.
+    replicas[0].status = 500
+    bot = RasaChannelBot(base_url=[r.url for r in replicas], token=None, timeout=2)
+    with pytest.raises(BotUnavailable, match="HTTP 500"):
+        await bot.send(sender_id="c1", text="hi", metadata={})
+    await bot.aclose()
+    assert (replicas[0].turns, replicas[1].turns) == (1, 0)
