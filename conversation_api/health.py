@@ -24,15 +24,25 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     responses={
         200: {
-            "content": {"application/json": {"example": {"status": "ready", "checks": {"database": "ok", "bot": "ok"}}}}
+            "description": "The database answers. The bot's state is reported but does not gate readiness.",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "status": "ready",
+                        "checks": {"database": "ok", "bot": "ok"},
+                        "bot_replicas": {"http://rasa-0:5005": "ok", "http://rasa-1:5005": "error: HTTP 503"},
+                    }
+                }
+            },
         },
         503: {
-            "description": "A dependency is not answering; the body says which.",
+            "description": "The database is not answering.",
             "content": {
                 "application/json": {
                     "example": {
                         "status": "not ready",
-                        "checks": {"database": "ok", "bot": "error: the bot is unreachable"},
+                        "checks": {"database": "error: OperationalError", "bot": "ok"},
+                        "bot_replicas": {"http://127.0.0.1:5005": "ok"},
                     }
                 }
             },
@@ -40,7 +50,12 @@ async def healthz() -> dict[str, str]:
     },
 )
 async def readyz(container: ContainerDep) -> JSONResponse:
-    """Ready only when the database and the bot both answer."""
+    """Ready when the database answers; the bot (each replica) is reported but does not gate.
+
+    A Rasa outage must not take the API out of its load balancer: history, the CSR
+    console and the WhatsApp webhook keep working, and messages get a clear 503 with
+    the message stored.
+    """
 
     async def database() -> str:
         try:
@@ -51,13 +66,23 @@ async def readyz(container: ContainerDep) -> JSONResponse:
             return f"error: {type(exc).__name__}"
         return "ok"
 
-    async def bot() -> str:
+    async def bot() -> tuple[str, dict[str, str] | None]:
+        replica_states = getattr(container.bot, "replica_states", None)
+        if replica_states is not None:
+            replicas: dict[str, str] = await replica_states()
+            return ("ok" if "ok" in replicas.values() else "error: no replica answers"), replicas
         try:
             await container.bot.ping()
         except BotUnavailable as exc:
-            return f"error: {exc.reason}"
-        return "ok"
+            return f"error: {exc.reason}", None
+        return "ok", None
 
-    checks = dict(zip(("database", "bot"), await asyncio.gather(database(), bot()), strict=True))
-    ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503)
+    database_state, (bot_state, replicas) = await asyncio.gather(database(), bot())
+    ready = database_state == "ok"
+    body: dict[str, object] = {
+        "status": "ready" if ready else "not ready",
+        "checks": {"database": database_state, "bot": bot_state},
+    }
+    if replicas is not None:
+        body["bot_replicas"] = replicas
+    return JSONResponse(body, 200 if ready else 503)
