@@ -1,48 +1,95 @@
 #!/usr/bin/env bash
-# Starts the action server (:5055), the Rasa server (:5005) and the conversation API (:8000)
-# with the settings in the environment; Ctrl-C stops all three.
+# Starts the action server(s) (:5055…), the Rasa server(s) (:5005…) and the conversation API (:8000)
+# with the settings in the environment, each under a supervisor that restarts it with a back-off
+# when it dies (the others keep serving meanwhile). Ctrl-C stops everything.
+#
+#   RASA_REPLICAS=2 ACTION_REPLICAS=2 make run    # Rasa on :5005 and :5006, actions on :5055 and :5056
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RASA_TELEMETRY_ENABLED=false PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export RASA_TOKEN=${RASA_TOKEN:-} ACTION_PORT=${ACTION_PORT:-5055} RASA_PORT=${RASA_PORT:-5005} API_PORT=${API_PORT:-8000}
-export ACTION_SERVER_URL=${ACTION_SERVER_URL:-http://127.0.0.1:$ACTION_PORT/webhook}
-export RASA_URL=${RASA_URL:-http://127.0.0.1:$RASA_PORT}
+RASA_REPLICAS=${RASA_REPLICAS:-1}
+ACTION_REPLICAS=${ACTION_REPLICAS:-1}
 BIND=${BIND_HOST:-127.0.0.1}
 MODEL=${MODEL:-models/current.tar.gz}
+BACKOFF_MAX=${RESTART_BACKOFF_MAX:-30}
 
-pids=()
+for n in "$RASA_REPLICAS" "$ACTION_REPLICAS"; do
+  [[ "$n" =~ ^[1-9][0-9]?$ ]] || { echo "RASA_REPLICAS and ACTION_REPLICAS must be whole numbers from 1 to 99" >&2; exit 2; }
+done
+if (( RASA_REPLICAS > 1 )) && [ -z "${REDIS_URL:-}" ]; then
+  echo "RASA_REPLICAS=$RASA_REPLICAS needs REDIS_URL: the replicas share their conversation locks through Redis" >&2
+  exit 2
+fi
+
+# supervise NAME COMMAND...: run COMMAND, and run it again whenever it exits, waiting 1, 2, 4 … up to
+# $BACKOFF_MAX seconds between starts (back to 1 s once it has stayed up for a minute).
+supervise() {
+  local name=$1; shift
+  local delay=1 child=0 started code
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+  while true; do
+    started=$SECONDS
+    "$@" &
+    child=$!
+    code=0; wait "$child" || code=$?
+    (( SECONDS - started >= 60 )) && delay=1
+    echo "reviewbot: $name exited with code $code; restarting in ${delay}s" >&2
+    sleep "$delay" & wait $! || true
+    delay=$(( delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2 ))
+  done
+}
+
+supervisors=()
 stop() {
   trap - INT TERM EXIT
   echo "stopping ReviewBot..." >&2
-  kill "${pids[@]}" 2>/dev/null || true
+  local children=()
+  for pid in "${supervisors[@]}"; do children+=($(pgrep -P "$pid" || true)); done
+  kill "${supervisors[@]}" 2>/dev/null || true
   # Rasa ignores signals while it loads a model: give everyone 10 s, then insist.
   for _ in $(seq 1 20); do
-    kill -0 "${pids[@]}" 2>/dev/null || break
+    kill -0 "${supervisors[@]}" "${children[@]}" 2>/dev/null || break
     sleep 0.5
   done
-  kill -9 "${pids[@]}" 2>/dev/null || true
+  kill -9 "${supervisors[@]}" "${children[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
 }
 trap stop EXIT
 trap 'exit 130' INT TERM
 
-.venv-rasa/bin/python -m connectors.rasa.action_server --actions actions --port "$ACTION_PORT" &
-pids+=($!)
+action_urls=()
+for ((i = 0; i < ACTION_REPLICAS; i++)); do
+  port=$((ACTION_PORT + i))
+  supervise "actions-$i" .venv-rasa/bin/python -m connectors.rasa.action_server --actions actions --port "$port" &
+  supervisors+=($!)
+  action_urls+=("http://127.0.0.1:$port/webhook")
+done
+
 rasa_auth=()
 [ -n "$RASA_TOKEN" ] && rasa_auth=(--auth-token "$RASA_TOKEN")
-.venv-rasa/bin/rasa run --enable-api "${rasa_auth[@]}" --interface "$BIND" --port "$RASA_PORT" \
-  --model "$MODEL" --credentials rasa_project/credentials.yml --endpoints rasa_project/endpoints.yml &
-pids+=($!)
-.venv/bin/uvicorn --factory conversation_api.main:app_factory --host "$BIND" --port "$API_PORT" \
+rasa_urls=()
+for ((i = 0; i < RASA_REPLICAS; i++)); do
+  port=$((RASA_PORT + i))
+  # Each Rasa replica calls one action server; with as many of each, every pair is independent.
+  ACTION_SERVER_URL=${ACTION_SERVER_URL:-${action_urls[$((i % ACTION_REPLICAS))]}} \
+    supervise "rasa-$i" .venv-rasa/bin/rasa run --enable-api "${rasa_auth[@]}" --interface "$BIND" --port "$port" \
+    --model "$MODEL" --credentials rasa_project/credentials.yml --endpoints rasa_project/endpoints.yml &
+  supervisors+=($!)
+  rasa_urls+=("http://127.0.0.1:$port")
+done
+
+RASA_URLS=${RASA_URLS:-$(IFS=,; echo "${rasa_urls[*]}")} \
+  supervise api .venv/bin/uvicorn --factory conversation_api.main:app_factory --host "$BIND" --port "$API_PORT" \
   --workers "${API_WORKERS:-1}" --no-access-log &
-pids+=($!)
+supervisors+=($!)
 
 for _ in $(seq 1 180); do
-  if curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
-    echo "ReviewBot is ready: API http://127.0.0.1:$API_PORT (docs at /docs), Rasa :$RASA_PORT, actions :$ACTION_PORT. Ctrl-C stops." >&2
+  if curl -fsS "http://127.0.0.1:$API_PORT/readyz" 2>/dev/null | grep -q '"bot":"ok"'; then
+    echo "ReviewBot is ready: API http://127.0.0.1:$API_PORT (docs at /docs), Rasa ${rasa_urls[*]}," \
+      "actions ${action_urls[*]}. Ctrl-C stops." >&2
     break
   fi
   sleep 1
 done
-wait -n "${pids[@]}"
-echo "a ReviewBot process exited; stopping the others" >&2
+wait
