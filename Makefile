@@ -39,8 +39,9 @@ validate: .venv-rasa/.installed ## check the Rasa training data
 	RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
 	  --data rasa_project/data --fail-on-warnings
 
-test-actions: .venv-rasa/.installed ## unit tests of the custom actions (Rasa's Python)
-	@if [ -d tests/actions ]; then PYTHONPATH=. .venv-rasa/bin/python -m pytest -q --confcutdir=tests/actions tests/actions; fi
+test-actions: .venv-rasa/.installed ## action, adapter and tracker/lock store tests (Rasa's Python)
+	PYTHONPATH=. .venv-rasa/bin/python -m pytest -q --confcutdir=tests/actions tests/actions
+	PYTHONPATH=. .venv-rasa/bin/python -m pytest -q --confcutdir=tests/bot tests/bot
 
 test-stories: train ## run the Rasa test stories (every workflow) against the trained model
 	@scripts/test-stories.sh
@@ -58,7 +59,7 @@ browser: ## headless Chromium for the console's browser test (Debian packages, i
 	@[ -x "$(CHROMIUM)" ] || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 test-api: setup train browser ## API, connector, integration and end-to-end tests (Python 3.11)
-	.venv/bin/python -m pytest -q tests --ignore=tests/actions
+	.venv/bin/python -m pytest -q tests --ignore=tests/actions --ignore=tests/bot
 
 test: setup train validate test-actions test-stories test-nlu test-api ## everything: set-up, data validation and all tests
 

@@ -3,8 +3,8 @@
 Loaded by the Rasa server (Python 3.10) from credentials.yml as
 `connectors.rasa.channel.ReviewBotInput`. Rasa's REST channel returns only the
 bot's messages and hides errors as `[]`; this channel returns
-`{messages, intent, confidence, entities, slots, events, paused}` in one call,
-and answers 500 when the turn fails, so the gateway can tell failure from silence.
+`{messages, intent, confidence, entities, slots, events, paused, tracker_events}`
+in one call, and answers 500 when the turn fails, so the gateway can tell failure from silence.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def turn_result(tracker: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
         "slots": {k: v for k, v in tracker.current_slot_values().items() if v is not None},
         "events": turn_events(tracker),
         "paused": tracker.is_paused(),
+        # How many events this turn worked on: the current session's, not the conversation's life.
+        "tracker_events": len(tracker.events),
     }
 
 

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import aiohttp
 
 from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
+from conversation_api.metrics.instruments import BOT_REPLICA_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +134,18 @@ class RasaChannelBot:
                     content = await response.read()
             except aiohttp.ClientConnectorError as exc:  # never reached it: the next replica may serve the turn
                 replica.failed(time.monotonic(), base=self._retry_after, cap=self._max_retry_after)
+                BOT_REPLICA_REQUESTS.labels(replica.base_url, "refused").inc()
                 log.warning("bot replica refused url=%s failures=%d error=%s", replica.base_url, replica.failures, exc)
                 refused.append(type(exc).__name__)
                 continue
             except TimeoutError as exc:
+                BOT_REPLICA_REQUESTS.labels(replica.base_url, "error").inc()
                 raise BotUnavailable("the bot did not answer in time") from exc
             except aiohttp.ClientError as exc:
+                BOT_REPLICA_REQUESTS.labels(replica.base_url, "error").inc()
                 raise BotUnavailable(f"the bot is unreachable ({type(exc).__name__})") from exc
             replica.answered()
+            BOT_REPLICA_REQUESTS.labels(replica.base_url, "ok" if response.status < 500 else "error").inc()
             return response.status, content
         raise BotUnavailable(f"the bot is unreachable ({', '.join(sorted(set(refused)))})")
 

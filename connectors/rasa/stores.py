@@ -14,16 +14,23 @@ so one endpoints file serves `make run`, the tests, docker-compose and Kubernete
   `TRACKER_DATABASE_URL` points it anywhere else. A restarted or second Rasa process
   continues every conversation where it was.
 - Rasa's SQL store loads only the events since the latest `session_started`, so a
-  conversation's turn costs what its current session holds, not its whole life.
+  conversation's turn costs what its current session holds, not its whole life. A long
+  session is cut down further: a turn works on its last `TRACKER_SESSION_WINDOW` events
+  (default 60, about a dozen turns, far more than the policies' memory of 4 turns)
+  behind a snapshot of the session's state before them (slots, active form, pause), so
+  turn 200 of a session costs about what turn 20 does. The database keeps every event.
 - Locks are Redis ticket locks when `REDIS_URL` is set (several Rasa processes serialise
   one conversation between them), in-process otherwise (one Rasa process only).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +40,17 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import InMemoryLockStore, LockStore, RedisLockStore
 from rasa.core.tracker_store import SQLTrackerStore, TrackerStore
+from rasa.shared.core.constants import ACTION_LISTEN_NAME, ACTION_SESSION_START_NAME
 from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActiveLoop,
+    ConversationPaused,
+    Event,
+    SessionStarted,
+    SlotSet,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy.orm import declarative_base
 
 from actions.settings import DEFAULT_DATABASE_URL, normalise_database_url
@@ -43,6 +60,7 @@ log = logging.getLogger(__name__)
 TRACKER_TABLE = "rasa_tracker_events"
 LOCK_KEY_PREFIX = "reviewbot"
 CONNECT_ATTEMPTS = 30
+DEFAULT_SESSION_WINDOW = 60
 
 
 def tracker_database_url(env: dict[str, str] | None = None) -> str:
@@ -95,8 +113,26 @@ class ReviewBotTrackerStore(SQLTrackerStore):
         self.engine = sa.create_engine(url, **_engine_options(url, schema))
         self._create_table(schema)
         self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
-        log.info("tracker store ready url=%r table=%s", self.engine.url, TRACKER_TABLE)
+        self.window = int(os.environ.get("TRACKER_SESSION_WINDOW") or DEFAULT_SESSION_WINDOW)
+        log.info("tracker store ready url=%r table=%s window=%d", self.engine.url, TRACKER_TABLE, self.window)
         TrackerStore.__init__(self, domain, event_broker, **kwargs)
+
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        """The current session, its older events folded into a snapshot when it is long."""
+        with self.session_scope() as session:
+            rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
+            events = [json.loads(row.data) for row in rows]
+        if not self.domain or not events:
+            return None
+        if len(events) <= self.window:
+            return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
+        return windowed_tracker(sender_id, events, self.domain, self.window)
+
+    def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator[Event]:
+        """The tracker's events not stored yet (a windowed tracker holds fewer events than the store)."""
+        stored = self._event_query(session, tracker.sender_id, fetch_events_from_all_sessions=False).count()
+        start = stored - getattr(tracker, FOLDED_ATTRIBUTE, 0)
+        return itertools.islice(tracker.events, start, len(tracker.events))
 
     def _create_table(self, schema: str) -> None:
         # The database may still be starting (docker-compose, Kubernetes): retry, then fail loudly.
@@ -117,6 +153,39 @@ class ReviewBotTrackerStore(SQLTrackerStore):
                 return
 
 
+FOLDED_ATTRIBUTE = "reviewbot_folded_events"
+
+
+def windowed_tracker(sender_id: str, events: list[dict[str, Any]], domain: Domain, window: int) -> DialogueStateTracker:
+    """A tracker of the last `window` events (from a turn boundary) behind a snapshot of what came before.
+
+    The snapshot has the shape of a session start (`action_session_start`, `session_started`,
+    the slots, the active form, a pause, `action_listen`), so policies and actions see an
+    ordinary session whose recent turns are intact. The number of stored events the tracker
+    no longer holds is kept on it, so `save` appends only what the turn added.
+    """
+    cut = len(events) - window
+    # Start the kept part with a user message, so no turn is split between snapshot and window.
+    while cut < len(events) and events[cut].get("event") != "user":
+        cut += 1
+    if cut >= len(events):
+        return DialogueStateTracker.from_dict(sender_id, events, domain.slots)
+    before = DialogueStateTracker.from_dict(sender_id, events[:cut], domain.slots)
+    at = events[cut - 1].get("timestamp")
+    snapshot: list[Event] = [ActionExecuted(ACTION_SESSION_START_NAME, timestamp=at), SessionStarted(timestamp=at)]
+    changed = [slot for slot in before.slots.values() if slot.value != slot.initial_value]
+    snapshot += [SlotSet(slot.name, slot.value, timestamp=at) for slot in changed]
+    if before.active_loop_name:
+        snapshot.append(ActiveLoop(before.active_loop_name, timestamp=at))
+    if before.is_paused():
+        snapshot.append(ConversationPaused(timestamp=at))
+    snapshot.append(ActionExecuted(ACTION_LISTEN_NAME, timestamp=at))
+    kept = [Event.from_parameters(data) for data in events[cut:]]
+    tracker = DialogueStateTracker.from_events(sender_id, snapshot + [e for e in kept if e], domain.slots)
+    setattr(tracker, FOLDED_ATTRIBUTE, len(events) - len(tracker.events))
+    return tracker
+
+
 def _engine_options(url: str, schema: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several Rasa processes may share the file; wait for the writer rather than fail.
@@ -132,13 +201,26 @@ def _engine_options(url: str, schema: str) -> dict[str, Any]:
 
 
 class ReviewBotLockStore(LockStore):
-    """Rasa's Redis lock store when REDIS_URL is set, its in-memory one otherwise."""
+    """Rasa's Redis lock store when REDIS_URL is set, its in-memory one otherwise.
+
+    A ticket outlives the turn that holds it by `TICKET_LOCK_LIFETIME` (default 15 s,
+    above the API's 10 s bot timeout; Rasa's own default is 60 s): when a replica is
+    killed mid-turn, its ticket blocks that conversation on the other replicas only
+    that long. The API serialises each conversation anyway, so a turn rarely waits;
+    when one does, it polls every 50 ms rather than Rasa's full second.
+    """
 
     def __init__(self, endpoint_config: Any = None) -> None:
         url = (os.environ.get("REDIS_URL") or "").strip()
         self._store: LockStore = _redis_lock_store(url) if url else InMemoryLockStore()
-        log.info("lock store ready kind=%s", type(self._store).__name__)
+        self.lifetime = float(os.environ.get("TICKET_LOCK_LIFETIME") or 15)
+        log.info("lock store ready kind=%s lifetime=%ss", type(self._store).__name__, self.lifetime)
         super().__init__()
+
+    def lock(  # type: ignore[override]
+        self, conversation_id: str, lock_lifetime: float | None = None, wait_time_in_seconds: float = 0.05
+    ) -> Any:
+        return super().lock(conversation_id, lock_lifetime or self.lifetime, wait_time_in_seconds)
 
     @property
     def shared(self) -> bool:

@@ -75,6 +75,11 @@ BOT_CALLS = Histogram(
     buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 BOT_CALL_FAILURES = Counter("reviewbot_bot_call_failures", "Calls to the bot (Rasa) that failed.")
+BOT_REPLICA_REQUESTS = Counter(
+    "reviewbot_bot_replica_requests",
+    "Requests to each Rasa replica: ok (answered), refused (skipped, the next replica tried) or error.",
+    ["replica", "outcome"],
+)
 EVENTS_PUBLISHED = Counter("reviewbot_events_published", "Events the outbox relay published, by type.", ["type"])
 EVENT_PUBLISH_FAILURES = Counter(
     "reviewbot_event_publish_failures", "Outbox relay attempts that failed (bus or database unavailable)."
