@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Executable, MetaData, Result, UpdateBase, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -54,3 +54,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def execute_together(session: AsyncSession, main: Executable, *also: UpdateBase) -> Result[Any]:
+    """Run `main` and the writes `also` in one statement where the database allows it; return `main`'s result.
+
+    PostgreSQL takes the writes as data-modifying CTEs of `main`: one statement, one
+    round trip. Elsewhere (SQLite) they run one by one before `main`. Either way the
+    statements must not depend on each other: in one statement they share one snapshot.
+    """
+    if also and session.get_bind().dialect.name == "postgresql":
+        main = main.add_cte(*(write.cte(f"write_{n}") for n, write in enumerate(also)))  # type: ignore[attr-defined]
+    else:
+        for write in also:
+            await session.execute(write)
+    return await session.execute(main)

@@ -99,12 +99,11 @@ class MessageGateway:
         async with self._sessions() as session:
             async with session.begin():
                 if conversation_id:
-                    conversation = await service.get_owned(
-                        session=session, conversation_id=conversation_id, user_id=user_id
-                    )
                     # Loaded now, the bookkeeping row serves the handoff triggers after the bot call
                     # from the session, without another query.
-                    bookkeeping = await handoff.handoff_of(session=session, conversation_id=conversation.id)
+                    conversation, bookkeeping = await handoff.owned_with_handoff(
+                        session=session, conversation_id=conversation_id, user_id=user_id
+                    )
                 else:
                     conversation = await service.create(session=session, user_id=user_id, channel=channel)
                     bookkeeping = handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
@@ -114,15 +113,15 @@ class MessageGateway:
                     if external_id
                     else None
                 )
-                message = existing or await service.append_message(
+                # A retried message was recorded the first time; a new one gets its `message.received`.
+                message = existing or await service.add_message(
                     session=session,
                     conversation=conversation,
                     sender=Sender.user,
                     text=text,
                     external_id=external_id,
+                    events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
                 )
-                if existing is None:  # a retried message was recorded the first time
-                    turns.record_user_message(session, conversation=conversation, message=message)
                 resume_pending = bookkeeping.bot_sync is BotSync.resume
             reply = GatewayReply(
                 conversation_id=conversation.id,
@@ -172,22 +171,21 @@ class MessageGateway:
             BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
 
             async with session.begin():
-                await service.record_understanding(
+                record = turns.bot_turn_events(conversation=conversation, message=message, turn=turn)
+                await service.add_bot_turn(
                     session=session,
+                    conversation=conversation,
                     message_id=message.id,
                     intent=turn.intent,
                     entities=turn.entities,
                     confidence=turn.confidence,
-                )
-                await service.append_messages(
-                    session=session,
-                    conversation=conversation,
-                    sender=Sender.bot,
-                    messages=[
+                    replies=[
                         service.NewMessage(text=m.text or m.image or "", payload=m.payload()) for m in turn.messages
                     ],
+                    events=record.events,
                 )
-                outcome = await turns.record_bot_turn(session, conversation=conversation, message=message, turn=turn)
+                await turns.record_bot_feedback(session, conversation=conversation, record=record)
+                outcome = record.outcome
                 # Triggers take effect from the next message; this turn's reply is still the bot's.
                 reply.handed_off = (
                     await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Insert, Table, Update, UpdateBase, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from conversation_api.conversations.models import Channel, Conversation, Message, Sender
-from conversation_api.db import utcnow
+from conversation_api.db import execute_together, utcnow
 from conversation_api.errors import ConversationNotFound
+from conversation_api.events.outbox import insert_events as outbox_rows
 from conversation_api.metrics import sessions as activity
 
 
@@ -114,6 +116,105 @@ async def append_message(
         session=session, conversation=conversation, sender=sender, messages=[new], created_at=created_at
     )
     return message
+
+
+# --- the gateway's hot path: Core statements, no unit of work -----------------------------
+# The gateway writes every customer message and every bot turn; ORM flushes and one statement
+# per table cost it more CPU than the rest of the request. These verbs store the same rows.
+
+
+def _message_values(conversation: Conversation, sender: Sender, message: NewMessage, at: datetime) -> dict[str, Any]:
+    return {
+        "conversation_id": conversation.id,
+        "sender": sender,
+        "text": message.text,
+        "created_at": at,
+        "intent": message.intent,
+        "entities": message.entities,
+        "confidence": message.confidence,
+        "payload": message.payload,
+        "channel": conversation.channel,
+        "external_id": message.external_id,
+    }
+
+
+def _insert_messages(rows: list[dict[str, Any]]) -> Insert:
+    return insert(cast(Table, Message.__table__)).values(rows)
+
+
+def _touch(conversation: Conversation, at: datetime) -> Update:
+    """conversation.updated_at = `at`, in the database and (without dirtying it) on the loaded object."""
+    set_committed_value(conversation, "updated_at", at)
+    table = cast(Table, Conversation.__table__)
+    return update(table).where(table.c.id == conversation.id).values(updated_at=at)
+
+
+async def add_message(
+    *,
+    session: AsyncSession,
+    conversation: Conversation,
+    sender: Sender,
+    text: str,
+    external_id: str | None = None,
+    events: Callable[[Message], list[dict[str, Any]]] = lambda _message: [],
+) -> Message:
+    """`append_message` in two statements: the message (with the conversation's UPDATE alongside), then its
+    session (with the outbox rows `events` builds from the stored message alongside).
+
+    The returned Message is not in the session; reload it to change it.
+    """
+    now = utcnow()
+    values = _message_values(conversation, sender, NewMessage(text=text, external_id=external_id), now)
+    table = cast(Table, Message.__table__)
+    stored = await execute_together(
+        session, _insert_messages([values]).returning(table.c.id), _touch(conversation, now)
+    )
+    message = Message(id=stored.scalar_one(), **values)
+    await activity.message_stored(
+        session=session,
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        sender=str(sender),
+        at=now,
+        also=[outbox_rows(rows)] if (rows := events(message)) else [],
+    )
+    return message
+
+
+async def add_bot_turn(
+    *,
+    session: AsyncSession,
+    conversation: Conversation,
+    message_id: int,
+    intent: str | None,
+    entities: list[dict[str, Any]],
+    confidence: float | None,
+    replies: Sequence[NewMessage],
+    events: list[dict[str, Any]],
+) -> None:
+    """`record_understanding` and `append_messages` of the bot's replies, with the turn's outbox rows,
+    in one statement on PostgreSQL."""
+    table = cast(Table, Message.__table__)
+    writes: list[UpdateBase] = [
+        update(table).where(table.c.id == message_id).values(intent=intent, entities=entities, confidence=confidence)
+    ]
+    if events:
+        writes.append(outbox_rows(events))
+    if not replies:
+        await execute_together(session, writes[0], *writes[1:])
+        return
+    now = utcnow()
+    writes.append(_insert_messages([_message_values(conversation, Sender.bot, m, now) for m in replies]))
+    writes.append(_touch(conversation, now))
+    await activity.message_stored(
+        session=session,
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        sender=str(Sender.bot),
+        at=now,
+        count=len(replies),
+        also=writes,
+    )
 
 
 async def find_external(*, session: AsyncSession, channel: str, external_id: str) -> Message | None:

@@ -7,9 +7,9 @@ published; published rows stay as the event log the metrics summary reads.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Index, Insert, Integer, String, Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -51,6 +51,43 @@ class OutboxEvent(Base):
         )
 
 
+def new_event(
+    *,
+    type: EventType | str,
+    conversation_id: str | None,
+    user_id: str | None,
+    channel: str | None,
+    payload: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> tuple[Event, dict[str, Any]]:
+    """An event and its outbox row, for callers that write the row with a Core statement (`insert_events`)."""
+    event = Event(
+        type=str(type),
+        conversation_id=conversation_id,
+        user_id=user_id,
+        channel=channel,
+        payload=payload or {},
+        occurred_at=occurred_at or utcnow(),
+    )
+    row = {
+        "event_id": event.id,
+        "type": event.type,
+        "version": event.version,
+        "conversation_id": conversation_id,
+        "user_id": user_id,
+        "channel": channel,
+        "payload": event.payload,
+        "occurred_at": event.occurred_at,
+        "published_at": None,
+    }
+    return event, row
+
+
+def insert_events(rows: list[dict[str, Any]]) -> Insert:
+    """One INSERT for several outbox rows (from `new_event`); ids follow the list's order."""
+    return insert(cast(Table, OutboxEvent.__table__)).values(rows)
+
+
 def record_event(
     session: AsyncSession,
     *,
@@ -66,24 +103,13 @@ def record_event(
     Nothing is published if the transaction rolls back, and nothing committed is
     lost while the bus is down: the relay publishes it (in order) when it is back.
     """
-    event = Event(
-        type=str(type),
+    event, row = new_event(
+        type=type,
         conversation_id=conversation_id,
         user_id=user_id,
         channel=channel,
-        payload=payload or {},
-        occurred_at=occurred_at or utcnow(),
+        payload=payload,
+        occurred_at=occurred_at,
     )
-    session.add(
-        OutboxEvent(
-            event_id=event.id,
-            type=event.type,
-            version=event.version,
-            conversation_id=conversation_id,
-            user_id=user_id,
-            channel=channel,
-            payload=event.payload,
-            occurred_at=event.occurred_at,
-        )
-    )
+    session.add(OutboxEvent(**row))
     return event

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from conversation_api.bot import BotTurn
 from conversation_api.conversations.models import Conversation, Message
 from conversation_api.events.envelope import WORKFLOW_EVENT_TYPES, WORKFLOWS, EventType
-from conversation_api.events.outbox import record_event
+from conversation_api.events.outbox import OutboxEvent, new_event, record_event
 from conversation_api.feedback import service as feedback
 from conversation_api.metrics import instruments
 
@@ -63,10 +63,9 @@ def _rating(data: dict[str, Any]) -> int | None:
     return rating if 1 <= rating <= 5 else None
 
 
-def record_user_message(session: AsyncSession, *, conversation: Conversation, message: Message) -> None:
-    """`message.received`, in the transaction that stores the message."""
-    record_event(
-        session,
+def user_message_event(*, conversation: Conversation, message: Message) -> dict[str, Any]:
+    """The outbox row of `message.received`, for the transaction that stores the message."""
+    _, row = new_event(
         type=EventType.message_received,
         conversation_id=conversation.id,
         user_id=conversation.user_id,
@@ -74,12 +73,25 @@ def record_user_message(session: AsyncSession, *, conversation: Conversation, me
         payload={"message_id": message.id, "text": message.text, "external_id": message.external_id},
         occurred_at=message.created_at,
     )
+    return row
 
 
-async def record_bot_turn(
-    session: AsyncSession, *, conversation: Conversation, message: Message, turn: BotTurn
-) -> TurnOutcome:
-    """Record intent.detected, each workflow event and the bot's feedback, in the reply's transaction.
+def record_user_message(session: AsyncSession, *, conversation: Conversation, message: Message) -> None:
+    """`message.received`, in the transaction that stores the message."""
+    session.add(OutboxEvent(**user_message_event(conversation=conversation, message=message)))
+
+
+@dataclass(slots=True)
+class BotTurnRecord:
+    """What a bot turn leaves behind: its outbox rows, its outcome and the ratings the bot collected."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    outcome: TurnOutcome = field(default_factory=TurnOutcome)
+    ratings: list[tuple[int, str | None]] = field(default_factory=list)
+
+
+def bot_turn_events(*, conversation: Conversation, message: Message, turn: BotTurn) -> BotTurnRecord:
+    """intent.detected and each workflow event as outbox rows, in order, and the bot's feedback to store.
 
     `handoff.requested` is recorded by the handoff state change itself (events/handoff.py).
     """
@@ -88,9 +100,8 @@ async def record_bot_turn(
         "user_id": conversation.user_id,
         "channel": conversation.channel,
     }
-    outcome = TurnOutcome()
-    record_event(
-        session,
+    record = BotTurnRecord()
+    _, intent = new_event(
         type=EventType.intent_detected,
         payload={
             "message_id": message.id,
@@ -100,9 +111,9 @@ async def record_bot_turn(
         },
         **ids,
     )
+    record.events.append(intent)
     for report in workflow_reports(turn):
-        record_event(
-            session,
+        _, row = new_event(
             type=report["type"],
             payload={
                 "workflow": report["workflow"],
@@ -112,26 +123,46 @@ async def record_bot_turn(
             },
             **ids,
         )
-        outcome.workflows.append((report["workflow"], report["success"]))
+        record.events.append(row)
+        record.outcome.workflows.append((report["workflow"], report["success"]))
         if report["type"] == EventType.feedback_received and report["success"]:
             rating = _rating(report["data"])
             if rating is None:
                 log.warning("bot feedback without a 1-5 rating conversation_id=%s", conversation.id)
                 continue
             comment = report["data"].get("comment")
-            try:
-                await feedback.record(
-                    session=session,
-                    conversation=conversation,
-                    rating=rating,
-                    comment=str(comment) if comment else None,
-                    source="bot",
-                    publish=False,
-                )
-                outcome.rating = rating
-            except feedback.FeedbackAlreadyGiven:
-                log.info("feedback already given; bot rating ignored conversation_id=%s", conversation.id)
-    return outcome
+            record.ratings.append((rating, str(comment) if comment else None))
+    return record
+
+
+async def record_bot_feedback(session: AsyncSession, *, conversation: Conversation, record: BotTurnRecord) -> None:
+    """Store the ratings the bot collected in this turn (the first one counts), in the reply's transaction."""
+    for rating, comment in record.ratings:
+        try:
+            await feedback.record(
+                session=session,
+                conversation=conversation,
+                rating=rating,
+                comment=comment,
+                source="bot",
+                publish=False,
+            )
+            record.outcome.rating = rating
+        except feedback.FeedbackAlreadyGiven:
+            log.info("feedback already given; bot rating ignored conversation_id=%s", conversation.id)
+
+
+async def record_bot_turn(
+    session: AsyncSession, *, conversation: Conversation, message: Message, turn: BotTurn
+) -> TurnOutcome:
+    """Record intent.detected, each workflow event and the bot's feedback, in the reply's transaction.
+
+    `handoff.requested` is recorded by the handoff state change itself (events/handoff.py).
+    """
+    record = bot_turn_events(conversation=conversation, message=message, turn=turn)
+    session.add_all([OutboxEvent(**row) for row in record.events])
+    await record_bot_feedback(session, conversation=conversation, record=record)
+    return record.outcome
 
 
 def observe_bot_turn(*, channel: str, turn: BotTurn, outcome: TurnOutcome, response_seconds: float) -> None:

@@ -122,6 +122,25 @@ async def handoff_of(*, session: AsyncSession, conversation_id: str) -> Conversa
     return row
 
 
+async def owned_with_handoff(
+    *, session: AsyncSession, conversation_id: str, user_id: str
+) -> tuple[Conversation, ConversationHandoff]:
+    """`conversations.get_owned` and `handoff_of` in one query (the gateway's first read of every message)."""
+    row = (
+        await session.execute(
+            select(Conversation, ConversationHandoff)
+            .outerjoin(ConversationHandoff, ConversationHandoff.conversation_id == Conversation.id)
+            .where(Conversation.id == conversation_id)
+        )
+    ).first()
+    if row is None or row[0].user_id != user_id:
+        raise ConversationNotFound(conversation_id)
+    conversation, bookkeeping = row
+    if bookkeeping is None:
+        bookkeeping = start_bookkeeping(session=session, conversation_id=conversation.id)
+    return conversation, bookkeeping
+
+
 def start_bookkeeping(*, session: AsyncSession, conversation_id: str) -> ConversationHandoff:
     """The bookkeeping row of a conversation created in this transaction (no query needed)."""
     row = ConversationHandoff(conversation_id=conversation_id, fallback_streak=0)

@@ -10,15 +10,17 @@ once, when it is closed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, update
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Table, Update, UpdateBase, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conversation_api.background import PeriodicTask
 from conversation_api.conversations.models import BigIntId
-from conversation_api.db import Base, utcnow
+from conversation_api.db import Base, execute_together, utcnow
 from conversation_api.metrics.instruments import SESSION_DURATION, count_message
 
 log = logging.getLogger(__name__)
@@ -57,22 +59,24 @@ def _observe(rows: list[tuple[str, datetime, datetime]]) -> None:
         SESSION_DURATION.labels(channel).observe(max((last_message_at - started_at).total_seconds(), 0.0))
 
 
-async def track_activity(
+def extend_statement(*, conversation_id: str, at: datetime, count: int = 1) -> Update:
+    """The UPDATE that extends the conversation's open session to `at`; it matched no row if none was open."""
+    table = cast(Table, ConversationSession.__table__)
+    return (
+        update(table)
+        .where(
+            table.c.conversation_id == conversation_id,
+            table.c.ended_at.is_(None),
+            table.c.last_message_at >= at - idle_gap,
+        )
+        .values(last_message_at=at, messages=table.c.messages + count)
+    )
+
+
+async def open_session(
     *, session: AsyncSession, conversation_id: str, channel: str, at: datetime, count: int = 1
 ) -> None:
-    """Extend the conversation's open session to `at`, or open a new one, in the caller's transaction."""
-    extended = await session.execute(
-        update(ConversationSession)
-        .where(
-            ConversationSession.conversation_id == conversation_id,
-            ConversationSession.ended_at.is_(None),
-            ConversationSession.last_message_at >= at - idle_gap,
-        )
-        .values(last_message_at=at, messages=ConversationSession.messages + count)
-        .execution_options(synchronize_session=False)
-    )
-    if extended.rowcount:  # type: ignore[attr-defined]
-        return
+    """After `extend_statement` matched nothing: close the stale open session, if any, and open a new one."""
     stale = await session.execute(
         update(ConversationSession)
         .where(ConversationSession.conversation_id == conversation_id, ConversationSession.ended_at.is_(None))
@@ -87,6 +91,16 @@ async def track_activity(
         )
     )
     _observe(closed)  # type: ignore[arg-type]
+
+
+async def track_activity(
+    *, session: AsyncSession, conversation_id: str, channel: str, at: datetime, count: int = 1
+) -> None:
+    """Extend the conversation's open session to `at`, or open a new one, in the caller's transaction."""
+    extended = await session.execute(extend_statement(conversation_id=conversation_id, at=at, count=count))
+    if extended.rowcount:  # type: ignore[attr-defined]
+        return
+    await open_session(session=session, conversation_id=conversation_id, channel=channel, at=at, count=count)
 
 
 async def close_idle_sessions(*, sessions: async_sessionmaker[AsyncSession], now: datetime | None = None) -> int:
@@ -126,8 +140,23 @@ class SessionSweeper:
 
 
 async def message_stored(
-    *, session: AsyncSession, conversation_id: str, channel: str, sender: str, at: datetime, count: int = 1
+    *,
+    session: AsyncSession,
+    conversation_id: str,
+    channel: str,
+    sender: str,
+    at: datetime,
+    count: int = 1,
+    also: Sequence[UpdateBase] = (),
 ) -> None:
-    """Count stored messages and extend their session (called by conversations.service.append_messages)."""
+    """Count stored messages and extend their session (called by conversations.service).
+
+    `also`: the caller's other writes, sent in the same statement as the session's UPDATE where the
+    database allows it (db.execute_together).
+    """
     count_message(sender=sender, channel=channel, count=count)
-    await track_activity(session=session, conversation_id=conversation_id, channel=channel, at=at, count=count)
+    extended = await execute_together(
+        session, extend_statement(conversation_id=conversation_id, at=at, count=count), *also
+    )
+    if not extended.rowcount:  # type: ignore[attr-defined]
+        await open_session(session=session, conversation_id=conversation_id, channel=channel, at=at, count=count)
