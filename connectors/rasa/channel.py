@@ -21,6 +21,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from connectors.rasa import model_loading
+
 log = logging.getLogger(__name__)
 
 # Events after the user's message that the gateway may act on (handoff, workflows).
@@ -88,6 +90,8 @@ class ReviewBotInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
+        # The server creates its channels before it loads the model: the moment to speed the load up.
+        model_loading.install()
         token = (credentials or {}).get("token") or os.environ.get("RASA_TOKEN") or None
         return cls(token=token)
 
