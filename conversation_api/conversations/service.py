@@ -139,7 +139,8 @@ def _message_values(conversation: Conversation, sender: Sender, message: NewMess
 
 
 def _insert_messages(rows: list[dict[str, Any]]) -> Insert:
-    return insert(cast(Table, Message.__table__)).values(rows)
+    # A one-row INSERT is compiled once and cached; a multi-row VALUES is compiled on every execution.
+    return insert(cast(Table, Message.__table__)).values(rows[0] if len(rows) == 1 else rows)
 
 
 def _touch(conversation: Conversation, at: datetime) -> Update:

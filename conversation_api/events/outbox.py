@@ -85,7 +85,8 @@ def new_event(
 
 def insert_events(rows: list[dict[str, Any]]) -> Insert:
     """One INSERT for several outbox rows (from `new_event`); ids follow the list's order."""
-    return insert(cast(Table, OutboxEvent.__table__)).values(rows)
+    # A one-row INSERT is compiled once and cached; a multi-row VALUES is compiled on every execution.
+    return insert(cast(Table, OutboxEvent.__table__)).values(rows[0] if len(rows) == 1 else rows)
 
 
 def record_event(
