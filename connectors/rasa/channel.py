@@ -21,7 +21,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from connectors.rasa import model_loading
+from connectors.rasa import server_tuning
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ class ReviewBotInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
-        # The server creates its channels before it loads the model: the moment to speed the load up.
-        model_loading.install()
+        # The server creates its channels before it loads the model: the moment to tune it.
+        server_tuning.install()
         token = (credentials or {}).get("token") or os.environ.get("RASA_TOKEN") or None
         return cls(token=token)
 

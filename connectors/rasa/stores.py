@@ -16,7 +16,7 @@ so one endpoints file serves `make run`, the tests, docker-compose and Kubernete
 - Rasa's SQL store loads only the events since the latest `session_started`, so a
   conversation's turn costs what its current session holds, not its whole life. A long
   session is cut down further: a turn works on its last `TRACKER_SESSION_WINDOW` events
-  (default 60, about a dozen turns, far more than the policies' memory of 4 turns)
+  (default 40, six to eight turns, more than the policies' memory of 4 turns)
   behind a snapshot of the session's state before them (slots, active form, pause), so
   turn 200 of a session costs about what turn 20 does. The database keeps every event.
 - Locks are Redis ticket locks when `REDIS_URL` is set (several Rasa processes serialise
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 TRACKER_TABLE = "rasa_tracker_events"
 LOCK_KEY_PREFIX = "reviewbot"
 CONNECT_ATTEMPTS = 30
-DEFAULT_SESSION_WINDOW = 60
+DEFAULT_SESSION_WINDOW = 40
 
 
 def tracker_database_url(env: dict[str, str] | None = None) -> str:
@@ -120,19 +120,49 @@ class ReviewBotTrackerStore(SQLTrackerStore):
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The current session, its older events folded into a snapshot when it is long."""
         with self.session_scope() as session:
-            rows = self._event_query(session, sender_id, fetch_events_from_all_sessions=False).all()
-            events = [json.loads(row.data) for row in rows]
-        if not self.domain or not events:
+            query = self._event_query(session, sender_id, fetch_events_from_all_sessions=False)
+            rows: list[tuple[str, str]] = query.with_entities(self.SQLEvent.type_name, self.SQLEvent.data).all()
+        if not self.domain or not rows:
             return None
-        if len(events) <= self.window:
-            return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
-        return windowed_tracker(sender_id, events, self.domain, self.window)
+        if len(rows) <= self.window:
+            tracker = DialogueStateTracker.from_dict(sender_id, [json.loads(d) for _, d in rows], self.domain.slots)
+        else:
+            tracker = windowed_tracker(sender_id, rows, self.domain, self.window)
+        # The conversation lock is held from here to `save`, so nobody else adds events meanwhile:
+        # remembering how many are stored spares `save` Rasa's COUNT query.
+        setattr(tracker, STORED_ATTRIBUTE, len(rows))
+        return tracker
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Append the turn's new events in one INSERT (Rasa's store adds them one ORM object at a time)."""
+        await self.stream_events(tracker)
+        with self.session_scope() as session:
+            rows = []
+            for event in self._additional_events(session, tracker):
+                data = event.as_dict()
+                rows.append(
+                    {
+                        "sender_id": tracker.sender_id,
+                        "type_name": event.type_name,
+                        "timestamp": data.get("timestamp"),
+                        "intent_name": (data.get("parse_data") or {}).get("intent", {}).get("name"),
+                        "action_name": data.get("name"),
+                        "data": json.dumps(data),
+                    }
+                )
+            if rows:
+                session.execute(sa.insert(self.SQLEvent.__table__), rows)
+            session.commit()
 
     def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator[Event]:
         """The tracker's events not stored yet (a windowed tracker holds fewer events than the store)."""
-        stored = self._event_query(session, tracker.sender_id, fetch_events_from_all_sessions=False).count()
+        stored = getattr(tracker, STORED_ATTRIBUTE, None)
+        if stored is None:  # a tracker this store did not load (a new conversation)
+            stored = self._event_query(session, tracker.sender_id, fetch_events_from_all_sessions=False).count()
         start = stored - getattr(tracker, FOLDED_ATTRIBUTE, 0)
-        return itertools.islice(tracker.events, start, len(tracker.events))
+        new = list(itertools.islice(tracker.events, start, len(tracker.events)))
+        setattr(tracker, STORED_ATTRIBUTE, stored + len(new))
+        return iter(new)
 
     def _create_table(self, schema: str) -> None:
         # The database may still be starting (docker-compose, Kubernetes): retry, then fail loudly.
@@ -154,24 +184,28 @@ class ReviewBotTrackerStore(SQLTrackerStore):
 
 
 FOLDED_ATTRIBUTE = "reviewbot_folded_events"
+STORED_ATTRIBUTE = "reviewbot_stored_events"
 
 
-def windowed_tracker(sender_id: str, events: list[dict[str, Any]], domain: Domain, window: int) -> DialogueStateTracker:
+def windowed_tracker(sender_id: str, rows: list[tuple[str, str]], domain: Domain, window: int) -> DialogueStateTracker:
     """A tracker of the last `window` events (from a turn boundary) behind a snapshot of what came before.
 
+    `rows` are the session's stored events as (type name, JSON), oldest first.
     The snapshot has the shape of a session start (`action_session_start`, `session_started`,
     the slots, the active form, a pause, `action_listen`), so policies and actions see an
     ordinary session whose recent turns are intact. The number of stored events the tracker
     no longer holds is kept on it, so `save` appends only what the turn added.
     """
-    cut = len(events) - window
+    cut = len(rows) - window
     # Start the kept part with a user message, so no turn is split between snapshot and window.
-    while cut < len(events) and events[cut].get("event") != "user":
+    while cut < len(rows) and rows[cut][0] != "user":
         cut += 1
-    if cut >= len(events):
-        return DialogueStateTracker.from_dict(sender_id, events, domain.slots)
-    before = DialogueStateTracker.from_dict(sender_id, events[:cut], domain.slots)
-    at = events[cut - 1].get("timestamp")
+    if cut >= len(rows):
+        return DialogueStateTracker.from_dict(sender_id, [json.loads(d) for _, d in rows], domain.slots)
+    # Messages say nothing about slots, forms or pauses: the bulky ones are not even parsed.
+    state_events = [json.loads(d) for kind, d in rows[:cut] if kind not in ("user", "bot", "user_featurization")]
+    before = DialogueStateTracker.from_dict(sender_id, state_events, domain.slots)
+    at = json.loads(rows[cut - 1][1]).get("timestamp")
     snapshot: list[Event] = [ActionExecuted(ACTION_SESSION_START_NAME, timestamp=at), SessionStarted(timestamp=at)]
     changed = [slot for slot in before.slots.values() if slot.value != slot.initial_value]
     snapshot += [SlotSet(slot.name, slot.value, timestamp=at) for slot in changed]
@@ -180,9 +214,9 @@ def windowed_tracker(sender_id: str, events: list[dict[str, Any]], domain: Domai
     if before.is_paused():
         snapshot.append(ConversationPaused(timestamp=at))
     snapshot.append(ActionExecuted(ACTION_LISTEN_NAME, timestamp=at))
-    kept = [Event.from_parameters(data) for data in events[cut:]]
+    kept = [Event.from_parameters(json.loads(d)) for _, d in rows[cut:]]
     tracker = DialogueStateTracker.from_events(sender_id, snapshot + [e for e in kept if e], domain.slots)
-    setattr(tracker, FOLDED_ATTRIBUTE, len(events) - len(tracker.events))
+    setattr(tracker, FOLDED_ATTRIBUTE, len(rows) - len(tracker.events))
     return tracker
 
 
