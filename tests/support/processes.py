@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,9 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    command: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str = "/"
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -44,6 +47,19 @@ class Server:
                 self.process.kill()
                 self.process.wait()
 
+    def kill(self) -> None:
+        """kill -9: no clean shutdown, as a crash or an OOM kill would do it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def restart(self, timeout: float = 180) -> Server:
+        """Start the same command again, on the same port, and wait until it answers."""
+        self.stop()
+        return start_server(
+            self.name, self.command, url=self.url, ready_path=self.ready_path, env=self.env, timeout=timeout
+        )
+
 
 def start_server(
     name: str, command: Sequence[str], *, url: str, ready_path: str, env: Mapping[str, str], timeout: float = 180
@@ -51,9 +67,9 @@ def start_server(
     """Start `command`, then poll `url + ready_path` until it answers 200 or the process dies."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{name}-{os.getpid()}.log"
-    log = log_path.open("wb")
+    log = log_path.open("ab")
     process = subprocess.Popen(list(command), cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
-    server = Server(name, process, url, log_path)
+    server = Server(name, process, url, log_path, tuple(command), dict(env), ready_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

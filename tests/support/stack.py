@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,22 +32,98 @@ def database_env(settings: Settings) -> dict[str, str]:
 @dataclass
 class BotStack:
     actions: Server
-    rasa: Server
+    rasas: list[Server]
+
+    @property
+    def rasa(self) -> Server:
+        return self.rasas[0]
 
     @property
     def rasa_url(self) -> str:
         return self.rasa.url
 
+    @property
+    def rasa_urls(self) -> str:
+        """Every replica, as RASA_URLS takes them."""
+        return ",".join(server.url for server in self.rasas)
+
+    def restart_rasa(self, index: int = 0) -> Server:
+        self.rasas[index] = self.rasas[index].restart()
+        return self.rasas[index]
+
     def stop(self) -> None:
-        self.rasa.stop()
+        with ThreadPoolExecutor(max_workers=len(self.rasas)) as pool:
+            list(pool.map(Server.stop, self.rasas))
         self.actions.stop()
 
 
+def rasa_command(model: str, port: int, credentials: str = "rasa_project/credentials.yml") -> list[str]:
+    return [
+        str(ROOT / ".venv-rasa/bin/rasa"),
+        "run",
+        "--enable-api",
+        "--auth-token",
+        RASA_TOKEN,
+        "--interface",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--model",
+        model,
+        "--credentials",
+        credentials,
+        "--endpoints",
+        "rasa_project/endpoints.yml",
+    ]
+
+
+def start_rasa_replicas(
+    model: str,
+    *,
+    envs: list[dict[str, str]],
+    name: str = "rasa",
+    credentials: str = "rasa_project/credentials.yml",
+) -> list[Server]:
+    """One Rasa server per environment in `envs`, each on its own port, loading the model in parallel."""
+
+    def start(index: int) -> Server:
+        port = free_port()
+        return start_server(
+            f"{name}-{index}",
+            rasa_command(model, port, credentials),
+            url=f"http://127.0.0.1:{port}",
+            ready_path="/webhooks/reviewbot/",
+            env=envs[index],
+        )
+
+    with ThreadPoolExecutor(max_workers=len(envs)) as pool:
+        futures = [pool.submit(start, i) for i in range(len(envs))]
+        servers, errors = [], []
+        for future in futures:
+            try:
+                servers.append(future.result())
+            except Exception as exc:  # stop the ones that did start before reporting
+                errors.append(exc)
+    if errors:
+        for server in servers:
+            server.stop()
+        raise errors[0]
+    return servers
+
+
 @contextmanager
-def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None) -> Iterator[BotStack]:
+def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None, *, replicas: int = 1) -> Iterator[BotStack]:
+    """The real action server and `replicas` Rasa servers sharing the tracker store (and Redis locks
+    when the settings have a REDIS_URL)."""
     model = trained_model()
-    common = {"RASA_TELEMETRY_ENABLED": "false", "PYTHONPATH": str(ROOT), **database_env(settings), **(extra_env or {})}
-    action_port, rasa_port = free_port(), free_port()
+    common = {
+        "RASA_TELEMETRY_ENABLED": "false",
+        "PYTHONPATH": str(ROOT),
+        **database_env(settings),
+        "REDIS_URL": settings.redis_url or "",
+        **(extra_env or {}),
+    }
+    action_port = free_port()
     actions = start_server(
         "actions",
         [str(ROOT / ".venv-rasa/bin/python"), "-m", "connectors.rasa.action_server", "--actions", "actions"]
@@ -56,33 +133,12 @@ def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None) -> It
         env=common,
     )
     try:
-        rasa = start_server(
-            "rasa",
-            [
-                str(ROOT / ".venv-rasa/bin/rasa"),
-                "run",
-                "--enable-api",
-                "--auth-token",
-                RASA_TOKEN,
-                "--interface",
-                "127.0.0.1",
-                "--port",
-                str(rasa_port),
-                "--model",
-                model,
-                "--credentials",
-                "rasa_project/credentials.yml",
-                "--endpoints",
-                "rasa_project/endpoints.yml",
-            ],
-            url=f"http://127.0.0.1:{rasa_port}",
-            ready_path="/webhooks/reviewbot/",
-            env={**common, "RASA_TOKEN": RASA_TOKEN, "ACTION_SERVER_URL": f"http://127.0.0.1:{action_port}/webhook"},
-        )
+        env = {**common, "RASA_TOKEN": RASA_TOKEN, "ACTION_SERVER_URL": f"http://127.0.0.1:{action_port}/webhook"}
+        rasas = start_rasa_replicas(model, envs=[env] * replicas)
     except BaseException:
         actions.stop()
         raise
-    stack = BotStack(actions=actions, rasa=rasa)
+    stack = BotStack(actions=actions, rasas=rasas)
     try:
         yield stack
     finally:
@@ -90,10 +146,12 @@ def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None) -> It
 
 
 def api_env(settings: Settings, rasa_url: str) -> dict[str, str]:
+    """The API's environment; `rasa_url` may list several replicas, comma-separated."""
     return {
         **database_env(settings),
         "ENVIRONMENT": "test",
-        "RASA_URL": rasa_url,
+        "RASA_URL": rasa_url.split(",")[0],
+        "RASA_URLS": rasa_url,
         "RASA_TOKEN": RASA_TOKEN,
         "JWT_SECRET": settings.jwt_secret,
         "REDIS_URL": settings.redis_url or "",
