@@ -61,6 +61,7 @@ TRACKER_TABLE = "rasa_tracker_events"
 LOCK_KEY_PREFIX = "reviewbot"
 CONNECT_ATTEMPTS = 30
 DEFAULT_SESSION_WINDOW = 40
+CREATE_LOCK_KEY = 0x7265766965776274  # "reviewbt": serialises table creation between replicas
 
 
 def tracker_database_url(env: dict[str, str] | None = None) -> str:
@@ -165,22 +166,30 @@ class ReviewBotTrackerStore(SQLTrackerStore):
         return iter(new)
 
     def _create_table(self, schema: str) -> None:
+        """Create the schema, table and indexes if missing; several replicas may start at once."""
         # The database may still be starting (docker-compose, Kubernetes): retry, then fail loudly.
         for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 with self.engine.begin() as connection:
-                    if schema and self.engine.dialect.name == "postgresql":
-                        connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-                self.Base.metadata.create_all(self.engine)
+                    if self.engine.dialect.name == "postgresql":
+                        # One replica at a time: CREATE … IF NOT EXISTS still races on PostgreSQL's catalogue.
+                        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
+                        if schema:
+                            connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+                    self.Base.metadata.create_all(connection)
                 return
+            except (sa.exc.IntegrityError, sa.exc.ProgrammingError) as exc:
+                # Another replica created it between our check and our CREATE (SQLite): it exists now.
+                log.info("tracker table created concurrently (attempt %d): %s", attempt, exc)
+                time.sleep(0.5)
             except sa.exc.OperationalError as exc:
+                if "already exists" in str(exc):
+                    continue
                 if attempt == CONNECT_ATTEMPTS:
                     raise
                 log.warning("tracker database not reachable (attempt %d): %s", attempt, exc)
                 time.sleep(2)
-            except sa.exc.ProgrammingError as exc:  # another replica created it at the same moment
-                log.info("tracker table created concurrently: %s", exc)
-                return
+        raise RuntimeError(f"could not create the tracker table {TRACKER_TABLE} after {CONNECT_ATTEMPTS} attempts")
 
 
 FOLDED_ATTRIBUTE = "reviewbot_folded_events"

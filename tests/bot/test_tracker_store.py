@@ -158,3 +158,22 @@ def test_locks_are_shared_through_redis_when_it_is_configured(monkeypatch: pytes
 
     assert run(scenario())[-4:] == ["a in", "a out", "b in", "b out"]  # b waited for a across "processes"
     assert redis.Redis.from_url("redis://127.0.0.1:6379/0").get(first._store.key_prefix + conversation) is None
+
+
+def test_replicas_starting_at_once_create_the_table_once(domain: Domain, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("DATABASE_URL", POSTGRES)
+    monkeypatch.setenv("DATABASE_SCHEMA", schema)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            stores = list(pool.map(lambda _: ReviewBotTrackerStore(domain=domain), range(4)))
+        run(stores[0].save(DialogueStateTracker.from_events("c3", session_start(), domain.slots)))
+        # Written by one, read by another: session_started and action_listen (the session starts there).
+        assert len(run(stores[3].retrieve("c3")).events) == 2
+        for each in stores:
+            each.engine.dispose()
+    finally:
+        with psycopg2.connect(POSTGRES) as connection, connection.cursor() as cursor:
+            cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
