@@ -16,8 +16,11 @@ from conversation_api.gateway import MessageGateway
 
 _bearer = HTTPBearer(auto_error=False, description="A JWT minted with `make token`.")
 
+# Dependencies are `async def` although they do not await: FastAPI runs plain `def` ones in its
+# thread pool, a thread hop per dependency on every request for work that takes microseconds.
 
-def get_container(request: Request) -> Container:
+
+async def get_container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
@@ -33,14 +36,14 @@ async def get_session(container: ContainerDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_gateway(container: ContainerDep) -> MessageGateway:
+async def get_gateway(container: ContainerDep) -> MessageGateway:
     return container.gateway
 
 
 GatewayDep = Annotated[MessageGateway, Depends(get_gateway)]
 
 
-def current_principal(
+async def current_principal(
     container: ContainerDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:

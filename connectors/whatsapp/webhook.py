@@ -38,7 +38,7 @@ router = APIRouter(tags=["whatsapp"])
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 
-def get_connector(container: ContainerDep) -> WhatsAppConnector:
+async def get_connector(container: ContainerDep) -> WhatsAppConnector:
     connector: WhatsAppConnector | None = getattr(container, "whatsapp", None)
     if connector is None:
         raise WhatsAppNotConfigured(
@@ -99,7 +99,7 @@ async def receive(request: Request, container: ContainerDep) -> dict[str, Any]:
     """Store every message and status of a signed notification, then acknowledge; the bot answers later."""
     started = time.perf_counter()
     try:
-        connector = get_connector(container)
+        connector = await get_connector(container)
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             raise SignatureMissing(f"the {SIGNATURE_HEADER} header is missing")

@@ -36,7 +36,7 @@ class DeliveryFailed(ApiError):
     code = "delivery_failed"
 
 
-def staff_only(principal: CurrentUser) -> Principal:
+async def staff_only(principal: CurrentUser) -> Principal:
     if not principal.is_staff:
         raise Forbidden("the CSR API needs a csr or admin token")
     return principal
