@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if accuracy < args.min_intent:
         failed.append(f"intent accuracy {accuracy:.3f} < {args.min_intent}")
-    if entities and entity_f1 < args.min_entity:
+    if args.min_entity and not entities:
+        # No entity report means nothing was checked: a gate on entities must not pass by default.
+        failed.append(f"no entity report ({entities_file.name}) to check entity F1 >= {args.min_entity} against")
+    elif entities and entity_f1 < args.min_entity:
         failed.append(f"entity F1 {entity_f1:.3f} < {args.min_entity}")
     for reason in failed:
         print(f"  FAILED: {reason}; see {args.folder}/intent_errors.json and DIETClassifier_errors.json",

@@ -1,0 +1,43 @@
+"""The held-out NLU sets are held out: no example in tests/nlu appears in the training data.
+
+Compared after removing entity annotations, case, punctuation and extra spaces, so "Where is
+my order?" in a held-out set and "where is my order" in training count as the same message.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ANNOTATION = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
+
+
+def examples(path: Path) -> list[str]:
+    found = []
+    for block in (yaml.safe_load(path.read_text()) or {}).get("nlu") or []:
+        if "intent" in block:
+            found += [line.strip()[2:] for line in (block.get("examples") or "").splitlines() if line.strip()[:2] == "- "]
+    return found
+
+
+def normalise(text: str) -> str:
+    text = ANNOTATION.sub(lambda match: match.group(1), text).lower()
+    return " ".join(text.translate(str.maketrans("", "", string.punctuation)).split())
+
+
+def test_no_held_out_example_is_in_the_training_data() -> None:
+    training = {normalise(e) for path in (ROOT / "rasa_project/data").rglob("*.yml") for e in examples(path)}
+    assert len(training) > 1000
+    for held_out in sorted((ROOT / "tests/nlu").glob("*.yml")):
+        shared = [e for e in examples(held_out) if normalise(e) in training]
+        assert len(examples(held_out)) > 250
+        assert shared == [], f"{held_out.name} shares {len(shared)} examples with rasa_project/data: {shared[:5]}"
+
+
+def test_the_normalisation_sees_through_annotations_case_and_punctuation() -> None:
+    assert normalise("Where is my order [10234](order_id)?") == normalise("where is my order 10234")
+    assert normalise("book a [haircut]{\"entity\": \"service\"}!") == "book a haircut"
