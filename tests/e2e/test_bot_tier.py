@@ -229,11 +229,14 @@ def test_a_turn_loads_only_the_current_session(replicated_bot: BotStack, replica
             if session:
                 turn("/session_start")  # what a session that expired does, without waiting an hour
             loaded.append([turn(text)["tracker_events"] for text in script])
+        # One long session: the turn works on a window of it, however long it gets.
+        long_session = [turn(script[i % len(script)])["tracker_events"] for i in range(30)]
     [(stored,)] = rows(replicated_settings, "SELECT count(*) FROM rasa_tracker_events WHERE sender_id = %s", sender)
     # Every session's turns work on that session's events only: the fourth costs what the second did,
     # while the database holds all four.
     assert loaded[3] == loaded[2] == loaded[1], loaded
     assert loaded[3][-1] * 3 < stored
+    assert max(long_session) <= 40 + 15 and max(long_session[-10:]) <= max(long_session[:15]) + 5, long_session
 
 
 @pytest.fixture(scope="module")
