@@ -22,23 +22,7 @@ if (( RASA_REPLICAS > 1 )) && [ -z "${REDIS_URL:-}" ]; then
   exit 2
 fi
 
-# supervise NAME COMMAND...: run COMMAND, and run it again whenever it exits, waiting 1, 2, 4 … up to
-# $BACKOFF_MAX seconds between starts (back to 1 s once it has stayed up for a minute).
-supervise() {
-  local name=$1; shift
-  local delay=1 child=0 started code
-  trap 'kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
-  while true; do
-    started=$SECONDS
-    "$@" &
-    child=$!
-    code=0; wait "$child" || code=$?
-    (( SECONDS - started >= 60 )) && delay=1
-    echo "reviewbot: $name exited with code $code; restarting in ${delay}s" >&2
-    sleep "$delay" & wait $! || true
-    delay=$(( delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2 ))
-  done
-}
+source scripts/supervise.sh
 
 supervisors=()
 stop() {
