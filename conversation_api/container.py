@@ -19,9 +19,11 @@ from conversation_api.events.relay import OutboxRelay
 from conversation_api.gateway import MessageGateway
 from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.sweeper import HandoffSweeper
-from conversation_api.locks import ConversationLocks, InProcessLocks, RedisLocks
+from conversation_api.locks import ConversationLocks, InProcessLocks, PostgresLocks
 from conversation_api.metrics import sessions as session_metrics
+from conversation_api.redrive import Redriver
 from conversation_api.settings import Settings
+from conversation_api.unit_of_work import ConversationUnitOfWork
 
 if TYPE_CHECKING:
     from connectors.whatsapp.bootstrap import WhatsAppConnector
@@ -43,6 +45,8 @@ class Container:
     bus: EventBus
     relay: OutboxRelay
     session_sweeper: session_metrics.SessionSweeper
+    uow: ConversationUnitOfWork
+    redriver: Redriver
     whatsapp: WhatsAppConnector | None = None
 
     def start(self) -> None:
@@ -50,10 +54,12 @@ class Container:
         self.handoff_sweeper.start()
         self.relay.start()
         self.session_sweeper.start()
+        self.redriver.start()
 
     async def aclose(self) -> None:
         if self.whatsapp is not None:
             await self.whatsapp.aclose()
+        await self.redriver.stop()
         await self.handoff_sweeper.stop()
         await self.session_sweeper.stop()
         await self.relay.stop()
@@ -72,12 +78,23 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(
         base_url=settings.rasa_replicas, token=settings.rasa_token, timeout=settings.rasa_timeout
     )
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    locks: ConversationLocks = RedisLocks(redis) if redis is not None else InProcessLocks()
+    # Timeouts, so a hung Redis fails a call in seconds instead of hanging it.
+    redis = (
+        Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=15)
+        if settings.redis_url
+        else None
+    )
+    # PostgreSQL's advisory locks hold across workers and replicas; SQLite serves one process (settings check).
+    locks: ConversationLocks = (
+        InProcessLocks(wait=settings.conversation_lock_wait)
+        if settings.is_sqlite
+        else PostgresLocks(engine, wait=settings.conversation_lock_wait)
+    )
     channels = ChannelRegistry()
     tracker_sync = TrackerSync(sessions=sessions, bot=bot)
     bus = build_bus(settings)
     session_metrics.configure(idle_gap_seconds=settings.session_idle_gap_seconds)
+    gateway = MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync)
     container = Container(
         settings=settings,
         engine=engine,
@@ -86,7 +103,7 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         redis=redis,
         locks=locks,
         tokens=TokenDecoder(settings),
-        gateway=MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync),
+        gateway=gateway,
         channels=channels,
         tracker_sync=tracker_sync,
         handoff_sweeper=HandoffSweeper(
@@ -108,6 +125,15 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
         ),
         session_sweeper=session_metrics.SessionSweeper(
             sessions=sessions, every=min(60.0, settings.session_idle_gap_seconds / 2)
+        ),
+        uow=ConversationUnitOfWork(sessions=sessions, locks=locks),
+        redriver=Redriver(
+            sessions=sessions,
+            gateway=gateway,
+            bot=bot,
+            interval=settings.bot_redrive_interval_seconds,
+            min_age=settings.bot_redrive_min_age_seconds,
+            max_age=settings.bot_redrive_max_age_seconds,
         ),
     )
     if settings.whatsapp_enabled:

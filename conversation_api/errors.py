@@ -22,6 +22,11 @@ class ApiError(Exception):
         self.extra = extra
 
 
+class InvalidRequest(ApiError):
+    status_code = 422
+    code = "invalid_request"
+
+
 class NotAuthenticated(ApiError):
     status_code = 401
     code = "not_authenticated"
@@ -57,6 +62,21 @@ class DatabaseUnavailable(ApiError):
     code = "database_unavailable"
 
 
+class ConversationBusy(ApiError):
+    """The conversation's lock was not granted in time: turns ahead of this one are still running."""
+
+    status_code = 503
+    code = "conversation_busy"
+
+    def __init__(self, key: str, **extra: Any) -> None:
+        super().__init__("the conversation is busy with earlier messages; try again shortly", **extra)
+        self.key = key
+
+
+# What a 503 tells clients to wait: a Rasa restart or a database failover takes seconds.
+RETRY_AFTER_SECONDS = 5
+
+
 def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "detail": detail, **extra}
 
@@ -64,13 +84,15 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
 async def _api_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    if error.status_code == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return JSONResponse(error_body(error.code, error.detail, **error.extra), error.status_code, headers=headers)
 
 
 async def _database_down(request: Request, error: Exception) -> JSONResponse:
     log.error("database unavailable path=%s error=%s", request.url.path, type(error).__name__)
     body = error_body(DatabaseUnavailable.code, "the database is unavailable; try again shortly")
-    return JSONResponse(body, 503, headers={"Retry-After": "5"})
+    return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def install_error_handlers(app: FastAPI) -> None:

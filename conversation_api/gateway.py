@@ -1,7 +1,18 @@
 """The message gateway: store each customer message, route it to the bot, store the reply.
 
 Every channel (the HTTP API, WhatsApp) goes through `MessageGateway.handle`, so
-persistence, routing and ordering are the same everywhere.
+persistence, routing, ordering and idempotency are the same everywhere. A turn
+is one conversation unit of work (`unit_of_work.py`): the conversation's lock is
+held from storing the message to storing the reply.
+
+A turn is idempotent by the message it answers. The stored message's id goes to
+the bot (and on to the actions, which do each side effect once per message id),
+and a message is marked `pending` until its reply is stored:
+
+- a channel retrying a message it already handed over (a client's
+  `client_message_id`, a WhatsApp wamid) gets the stored reply back when there is
+  one, and otherwise re-drives that same stored message;
+- `Redriver` (redrive.py) answers API messages a bot outage left pending.
 """
 
 from __future__ import annotations
@@ -9,22 +20,42 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
-from conversation_api.conversations.models import Channel, HandoffState, Sender
-from conversation_api.errors import BotUnavailableError
+from conversation_api.conversations.models import (
+    Channel,
+    Conversation,
+    HandoffState,
+    Message,
+    Sender,
+    TurnState,
+    new_conversation_id,
+)
+from conversation_api.db import utcnow
+from conversation_api.errors import BotUnavailableError, Conflict, ConversationNotFound, DatabaseUnavailable
 from conversation_api.events import turns
 from conversation_api.handoff import service as handoff
 from conversation_api.handoff.bot_sync import TrackerSync
-from conversation_api.handoff.models import BotSync
-from conversation_api.locks import ConversationLocks
-from conversation_api.metrics.instruments import BOT_CALL_FAILURES, BOT_CALLS
+from conversation_api.handoff.models import BotSync, ConversationHandoff, HandoffReason
+from conversation_api.locks import ConversationLocks, LockSpace
+from conversation_api.metrics.instruments import (
+    BOT_CALL_FAILURES,
+    BOT_CALLS,
+    BOT_PAUSE_REPAIRED,
+    IDEMPOTENT_REPLAYS,
+    TURNS_REDRIVEN,
+)
+from conversation_api.unit_of_work import ConversationUnitOfWork, ConversationWork
 
 log = logging.getLogger(__name__)
+
+DATABASE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError)
 
 
 @dataclass(slots=True)
@@ -35,12 +66,26 @@ class GatewayReply:
     messages: list[BotMessage] = field(default_factory=list)
     handoff_state: HandoffState = HandoffState.bot
     turn: BotTurn | None = None
-    # This turn handed the conversation to a human: the bot still has to be paused.
+    # This turn handed the conversation to a human (the bot is paused after the commit).
     handed_off: bool = False
+    # A retry of a message answered before: `messages` are the replies stored then.
+    replayed: bool = False
 
     @property
     def text(self) -> str:
         return "\n".join(m.text for m in self.messages if m.text)
+
+
+def client_key(user_id: str, client_message_id: str) -> str:
+    """The stored `external_id` of an API message sent with a client message id (unique per user)."""
+    return f"{user_id}/{client_message_id}"
+
+
+def stored_reply(message: Message) -> BotMessage:
+    payload = message.payload or {}
+    return BotMessage(
+        text=message.text, buttons=payload.get("buttons"), image=payload.get("image"), custom=payload.get("custom")
+    )
 
 
 class MessageGateway:
@@ -54,7 +99,7 @@ class MessageGateway:
     ) -> None:
         self._sessions = sessions
         self._bot = bot
-        self._locks = locks
+        self._uow = ConversationUnitOfWork(sessions=sessions, locks=locks)
         self._sync = tracker_sync or TrackerSync(sessions=sessions, bot=bot)
 
     async def handle(
@@ -65,28 +110,92 @@ class MessageGateway:
         text: str,
         channel: str = Channel.api.value,
         external_id: str | None = None,
+        client_message_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> GatewayReply:
         """Store the message, ask the bot unless a human has the conversation, store the reply.
 
-        Raises ConversationNotFound for an unknown or foreign conversation and
-        BotUnavailableError (after the message is stored) when the bot fails.
+        `external_id` is the channel's own id of the message (a WhatsApp wamid);
+        `client_message_id` an API client's. Either makes the call idempotent: a
+        repeat stores nothing new.
+
+        Raises ConversationNotFound for an unknown or foreign conversation,
+        Conflict for a client message id already used in another conversation, and
+        BotUnavailableError / DatabaseUnavailable (with the stored message's id when
+        it was stored) when a dependency fails.
         """
         received = time.perf_counter()
-        if conversation_id:
-            async with self._locks.hold(conversation_id):
-                reply = await self._handle(user_id, conversation_id, text, channel, external_id, metadata, received)
-                if reply.handed_off:
-                    await self._sync.apply(reply.conversation_id)
-                return reply
-        reply = await self._handle(user_id, None, text, channel, external_id, metadata, received)
-        if reply.handed_off:
-            # Under the lock, so a CSR resolving at once cannot overtake the pause.
-            async with self._locks.hold(reply.conversation_id):
-                await self._sync.apply(reply.conversation_id)
-        return reply
+        if client_message_id is None:
+            return await self._turn(user_id, conversation_id, text, channel, external_id, metadata, received)
+        key = client_key(user_id, client_message_id)
+        # Retries of one client message queue here, even before it has a conversation.
+        async with self._uow.key(key, LockSpace.client_message):
+            async with self._sessions() as session:
+                earlier = await service.find_external(session=session, channel=channel, external_id=key)
+            if earlier is not None:
+                if conversation_id and earlier.conversation_id != conversation_id:
+                    raise Conflict(
+                        "client_message_id was already used in another conversation",
+                        conversation_id=earlier.conversation_id,
+                        message_id=earlier.id,
+                    )
+                conversation_id = earlier.conversation_id
+            return await self._turn(user_id, conversation_id, text, channel, key, metadata, received)
 
-    async def _handle(
+    async def redrive(
+        self, *, conversation_id: str, message_id: int, max_age_seconds: float, bot_up: bool = True
+    ) -> str:
+        """Answer a message a bot outage left pending; the outcome (see TURNS_REDRIVEN).
+
+        Too old a message (the customer has waited `max_age_seconds`) is not answered
+        by the bot any more: the conversation goes to a human, who sees it in the
+        queue. A message overtaken by a later answered one is superseded.
+        """
+        received = time.perf_counter()
+        async with self._uow.conversation(conversation_id) as work:
+            async with work.transaction() as session:
+                message = await session.get(Message, message_id)
+                if message is None or message.turn_state is not TurnState.pending:
+                    return "done_meanwhile"
+                conversation, bookkeeping = await self._load(session, conversation_id, None)
+                if conversation.handoff_state is not HandoffState.bot:
+                    # A human took the conversation meanwhile and sees the message in the console.
+                    await service.set_turn_state(session=session, message_id=message_id, state=TurnState.handed_off)
+                    return "handed_off"
+                later = await service.answered_after(
+                    session=session, conversation_id=conversation_id, message_id=message_id
+                )
+                if later:
+                    await service.set_turn_state(session=session, message_id=message_id, state=TurnState.superseded)
+                    return "superseded"
+                stored_at = message.created_at
+                if stored_at.tzinfo is None:  # SQLite hands back naive UTC
+                    stored_at = stored_at.replace(tzinfo=UTC)
+                age = (utcnow() - stored_at).total_seconds()
+                if age > max_age_seconds:
+                    await service.set_turn_state(session=session, message_id=message_id, state=TurnState.handed_off)
+                    handed = await handoff.request_human(
+                        session=session,
+                        conversation=conversation,
+                        reason=HandoffReason.bot_unavailable.value,
+                        actor="gateway",
+                    )
+                    if handed is not None:
+                        work.after_commit(lambda: self._sync.apply(conversation_id))
+                    return "handed_off"
+                if not bot_up:
+                    return "waiting"
+                resume_pending = bookkeeping.bot_sync is BotSync.resume
+            reply = GatewayReply(
+                conversation_id=conversation.id, user_id=conversation.user_id, user_message_id=message.id
+            )
+            try:
+                await self._ask_bot(work, conversation, message, resume_pending, None, reply, received)
+            except (BotUnavailableError, DatabaseUnavailable):
+                return "failed"
+            return "answered"
+
+    async def _turn(
         self,
         user_id: str,
         conversation_id: str | None,
@@ -96,33 +205,36 @@ class MessageGateway:
         metadata: dict[str, Any] | None,
         received: float,
     ) -> GatewayReply:
-        async with self._sessions() as session:
-            async with session.begin():
-                if conversation_id:
-                    # Loaded now, the bookkeeping row serves the handoff triggers after the bot call
-                    # from the session, without another query.
-                    conversation, bookkeeping = await handoff.owned_with_handoff(
-                        session=session, conversation_id=conversation_id, user_id=user_id
+        # A new conversation gets its id now, so its first turn runs under its lock like every other.
+        cid = conversation_id or new_conversation_id()
+        async with self._uow.conversation(cid) as work:
+            try:
+                async with work.transaction() as session:
+                    conversation, bookkeeping = await self._load(session, conversation_id, user_id, cid, channel)
+                    existing = (
+                        await service.find_external(
+                            session=session, channel=conversation.channel, external_id=external_id
+                        )
+                        if external_id
+                        else None
                     )
-                else:
-                    conversation = await service.create(session=session, user_id=user_id, channel=channel)
-                    bookkeeping = handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
-                # A channel retrying a message it already handed over (WhatsApp after a bot outage) reuses it.
-                existing = (
-                    await service.find_external(session=session, channel=conversation.channel, external_id=external_id)
-                    if external_id
-                    else None
-                )
-                # A retried message was recorded the first time; a new one gets its `message.received`.
-                message = existing or await service.add_message(
-                    session=session,
-                    conversation=conversation,
-                    sender=Sender.user,
-                    text=text,
-                    external_id=external_id,
-                    events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
-                )
-                resume_pending = bookkeeping.bot_sync is BotSync.resume
+                    if existing is not None and existing.turn_state is not TurnState.pending:
+                        return await self._replay(session, conversation, existing)
+                    # The first delivery of a message records its `message.received`; a retry reuses it.
+                    message = existing or await service.add_message(
+                        session=session,
+                        conversation=conversation,
+                        sender=Sender.user,
+                        text=text,
+                        external_id=external_id,
+                        turn_state=TurnState.pending if conversation.handoff_state is HandoffState.bot else None,
+                        events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
+                    )
+                    resume_pending = bookkeeping.bot_sync is BotSync.resume
+            except sa_exc.IntegrityError:
+                # The same channel message stored concurrently outside this conversation's lock
+                # (only possible for a new conversation): the other delivery owns it.
+                raise Conflict("this message is being handled by a concurrent request; retry it") from None
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
@@ -133,44 +245,107 @@ class MessageGateway:
                 log.info(
                     "routed to human conversation_id=%s state=%s", conversation.id, conversation.handoff_state.value
                 )
+                if existing is not None:  # pending from the bot's time; a human answers it now
+                    async with work.transaction() as session:
+                        await service.set_turn_state(session=session, message_id=message.id, state=TurnState.handed_off)
                 return reply
-            if resume_pending and not await self._sync.apply(conversation.id):
-                # Rasa would log the message but, still paused, never answer it.
-                raise BotUnavailableError(
-                    "the bot is unavailable (it could not be resumed after a handoff); your message was saved",
-                    conversation_id=conversation.id,
-                    message_id=message.id,
-                )
-
-            called = time.perf_counter()
+            if existing is None:
+                return await self._ask_bot(work, conversation, message, resume_pending, metadata, reply, received)
             try:
-                turn = await self._bot.send(
-                    sender_id=conversation.id,
-                    text=text,
-                    metadata={"user_id": user_id, "channel": conversation.channel, **(metadata or {})},
-                )
-            except BotUnavailable as exc:
-                BOT_CALLS.labels("error").observe(time.perf_counter() - called)
-                BOT_CALL_FAILURES.inc()
-                log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
-                try:
-                    await turns.record_bot_unavailable(
-                        session, conversation=conversation, message=message, reason=exc.reason
-                    )
-                except Exception as record_error:  # the 503 below matters more than the event
-                    log.warning(
-                        "bot.unavailable not recorded conversation_id=%s error=%s",
-                        conversation.id,
-                        type(record_error).__name__,
-                    )
-                raise BotUnavailableError(
-                    f"the bot is unavailable ({exc.reason}); your message was saved",
-                    conversation_id=conversation.id,
-                    message_id=message.id,
-                ) from exc
-            BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
+                answered = await self._ask_bot(work, conversation, message, resume_pending, metadata, reply, received)
+            except (BotUnavailableError, DatabaseUnavailable):
+                TURNS_REDRIVEN.labels("retry", "failed").inc()
+                raise
+            TURNS_REDRIVEN.labels("retry", "answered").inc()
+            return answered
 
-            async with session.begin():
+    async def _load(
+        self,
+        session: AsyncSession,
+        conversation_id: str | None,
+        user_id: str | None,
+        new_id: str | None = None,
+        channel: str = Channel.api.value,
+    ) -> tuple[Conversation, ConversationHandoff]:
+        if conversation_id:
+            # Loaded now, the bookkeeping row serves the handoff triggers after the bot call.
+            if user_id is None:
+                conversation = await service.get(session=session, conversation_id=conversation_id)
+                if conversation is None:
+                    raise ConversationNotFound(conversation_id)
+                user_id = conversation.user_id
+            return await handoff.owned_with_handoff(session=session, conversation_id=conversation_id, user_id=user_id)
+        assert user_id is not None and new_id is not None
+        conversation = await service.create(session=session, user_id=user_id, channel=channel, conversation_id=new_id)
+        return conversation, handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
+
+    async def _replay(self, session: AsyncSession, conversation: Conversation, message: Message) -> GatewayReply:
+        """The answer a retried message got the first time."""
+        IDEMPOTENT_REPLAYS.inc()
+        replies = await service.replies_to(session=session, message_id=message.id)
+        log.info("retry answered from the store conversation_id=%s message_id=%s", conversation.id, message.id)
+        return GatewayReply(
+            conversation_id=conversation.id,
+            user_id=conversation.user_id,
+            user_message_id=message.id,
+            messages=[stored_reply(m) for m in replies],
+            handoff_state=conversation.handoff_state,
+            replayed=True,
+        )
+
+    async def _ask_bot(
+        self,
+        work: ConversationWork,
+        conversation: Conversation,
+        message: Message,
+        resume_pending: bool,
+        metadata: dict[str, Any] | None,
+        reply: GatewayReply,
+        received: float,
+    ) -> GatewayReply:
+        if resume_pending and not await self._sync.apply(conversation.id):
+            # Rasa would log the message but, still paused, never answer it.
+            raise BotUnavailableError(
+                "the bot is unavailable (it could not be resumed after a handoff); your message was saved",
+                conversation_id=conversation.id,
+                message_id=message.id,
+            )
+        called = time.perf_counter()
+        try:
+            turn = await self._bot.send(
+                sender_id=conversation.id,
+                text=message.text,
+                metadata={
+                    "user_id": conversation.user_id,
+                    "channel": conversation.channel,
+                    **(metadata or {}),
+                    # The actions do each side effect once per message id: a re-driven turn repeats none.
+                    "message_id": message.id,
+                },
+            )
+        except BotUnavailable as exc:
+            BOT_CALLS.labels("error").observe(time.perf_counter() - called)
+            BOT_CALL_FAILURES.inc()
+            log.warning("bot unavailable conversation_id=%s reason=%s", conversation.id, exc.reason)
+            try:
+                await turns.record_bot_unavailable(
+                    work.session, conversation=conversation, message=message, reason=exc.reason
+                )
+            except Exception as record_error:  # the 503 below matters more than the event
+                log.warning(
+                    "bot.unavailable not recorded conversation_id=%s error=%s",
+                    conversation.id,
+                    type(record_error).__name__,
+                )
+            raise BotUnavailableError(
+                f"the bot is unavailable ({exc.reason}); your message was saved",
+                conversation_id=conversation.id,
+                message_id=message.id,
+            ) from exc
+        BOT_CALLS.labels("ok").observe(time.perf_counter() - called)
+
+        try:
+            async with work.transaction() as session:
                 record = turns.bot_turn_events(conversation=conversation, message=message, turn=turn)
                 await service.add_bot_turn(
                     session=session,
@@ -190,16 +365,43 @@ class MessageGateway:
                 reply.handed_off = (
                     await handoff.after_bot_turn(session=session, conversation=conversation, turn=turn) is not None
                 )
-            reply.handoff_state = conversation.handoff_state
-            turns.observe_bot_turn(
-                channel=conversation.channel,
-                turn=turn,
-                outcome=outcome,
-                response_seconds=time.perf_counter() - received,
-            )
-            reply.messages = turn.messages
-            reply.turn = turn
-            log.info(
-                "bot replied conversation_id=%s intent=%s replies=%d", conversation.id, turn.intent, len(turn.messages)
-            )
-            return reply
+                if reply.handed_off:
+                    # After the commit and under the lock, so a CSR resolving at once cannot overtake the pause.
+                    work.after_commit(lambda: self._sync.apply(conversation.id))
+                elif turn.paused and conversation.handoff_state is HandoffState.bot:
+                    work.after_commit(lambda: self._repair_pause(conversation.id))
+        except DATABASE_ERRORS as exc:
+            # The bot answered but its reply was not stored: the message stays pending, and a retry
+            # of it re-drives the same message (the actions repeat no side effect).
+            log.error("bot reply not stored conversation_id=%s error=%s", conversation.id, type(exc).__name__)
+            raise DatabaseUnavailable(
+                "the database is unavailable; your message was saved, retry it to get the reply",
+                conversation_id=conversation.id,
+                message_id=message.id,
+            ) from exc
+        reply.handoff_state = conversation.handoff_state
+        turns.observe_bot_turn(
+            channel=conversation.channel,
+            turn=turn,
+            outcome=outcome,
+            response_seconds=time.perf_counter() - received,
+        )
+        reply.messages = turn.messages
+        reply.turn = turn
+        log.info(
+            "bot replied conversation_id=%s message_id=%s intent=%s replies=%d",
+            conversation.id,
+            message.id,
+            turn.intent,
+            len(turn.messages),
+        )
+        return reply
+
+    async def _repair_pause(self, conversation_id: str) -> None:
+        """Rasa says paused but no human has the conversation (a resume it missed): resume it."""
+        BOT_PAUSE_REPAIRED.inc()
+        log.warning("bot paused while the conversation is the bot's; resuming conversation_id=%s", conversation_id)
+        try:
+            await self._bot.resume(conversation_id)
+        except BotUnavailable as exc:
+            log.warning("bot resume failed conversation_id=%s reason=%s", conversation_id, exc.reason)

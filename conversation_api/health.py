@@ -24,12 +24,13 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     responses={
         200: {
-            "description": "The database answers. The bot's state is reported but does not gate readiness.",
+            "description": "The database answers. The bot's and Redis's states (Redis when configured) are "
+            "reported but do not gate readiness.",
             "content": {
                 "application/json": {
                     "example": {
                         "status": "ready",
-                        "checks": {"database": "ok", "bot": "ok"},
+                        "checks": {"database": "ok", "bot": "ok", "redis": "ok"},
                         "bot_replicas": {"http://rasa-0:5005": "ok", "http://rasa-1:5005": "error: HTTP 503"},
                     }
                 }
@@ -77,12 +78,24 @@ async def readyz(container: ContainerDep) -> JSONResponse:
             return f"error: {exc.reason}", None
         return "ok", None
 
-    database_state, (bot_state, replicas) = await asyncio.gather(database(), bot())
+    async def redis() -> str | None:
+        if container.redis is None:
+            return None
+        try:
+            async with asyncio.timeout(2):
+                await container.redis.ping()
+        except Exception as exc:  # reported, not raised
+            return f"error: {type(exc).__name__}"
+        return "ok"
+
+    database_state, (bot_state, replicas), redis_state = await asyncio.gather(database(), bot(), redis())
     ready = database_state == "ok"
-    body: dict[str, object] = {
-        "status": "ready" if ready else "not ready",
-        "checks": {"database": database_state, "bot": bot_state},
-    }
+    checks = {"database": database_state, "bot": bot_state}
+    if redis_state is not None:
+        # Reported, not gating: conversation locks live in PostgreSQL, the outbox holds events while
+        # Redis is away, and the rate limiter falls back to this process.
+        checks["redis"] = redis_state
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
     if replicas is not None:
         body["bot_replicas"] = replicas
     return JSONResponse(body, 200 if ready else 503)

@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     )
     rasa_token: str | None = None
     rasa_timeout: float = Field(default=10.0, gt=0)
+    # One conversation unit of work (conversation_api/unit_of_work.py, locks.py, redrive.py).
+    api_workers: int = Field(
+        default=1, ge=1, description="API worker processes (uvicorn --workers); the SQLite default allows one."
+    )
+    conversation_lock_wait: float = Field(
+        default=30.0, gt=0, description="Seconds a message waits behind its conversation's earlier ones before a 503."
+    )
+    bot_redrive_interval_seconds: float = Field(
+        default=10.0, gt=0, description="Seconds between passes of the re-driver over unanswered API messages."
+    )
+    bot_redrive_min_age_seconds: float = Field(
+        default=30.0, gt=0, description="A pending message younger than this is left alone (its turn may be running)."
+    )
+    bot_redrive_max_age_seconds: float = Field(
+        default=900.0, gt=0, description="A message the bot could not answer this long goes to a human instead."
+    )
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_public_key: str | None = Field(
         default=None, description="PEM public key; when set, RS256 tokens are accepted too."
@@ -116,6 +132,15 @@ class Settings(BaseSettings):
             raise ValueError(f"the WhatsApp connector needs all of its settings; missing {missing}")
         if self.environment == "production" and self.whatsapp_app_secret and "changeme" in self.whatsapp_app_secret:
             raise ValueError("WHATSAPP_APP_SECRET must be the app's real secret outside development")
+        return self
+
+    @model_validator(mode="after")
+    def _one_process_on_sqlite(self) -> Settings:
+        if self.is_sqlite and self.api_workers > 1:
+            raise ValueError(
+                "API_WORKERS > 1 needs PostgreSQL: on SQLite a conversation's lock serialises one process only "
+                "(set API_WORKERS=1 or DATABASE_URL to PostgreSQL)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conversation_api.db import Base, utcnow
@@ -26,6 +27,15 @@ class HandoffState(enum.StrEnum):
     bot = "bot"
     pending_human = "pending_human"
     with_human = "with_human"
+
+
+class TurnState(enum.StrEnum):
+    """Where a customer message routed to the bot stands (NULL: not the bot's to answer)."""
+
+    pending = "pending"  # stored; the bot has not answered it yet (in flight, or the bot failed)
+    answered = "answered"  # the bot's turn for it is stored
+    superseded = "superseded"  # the bot was down; the customer wrote again and a later message was answered
+    handed_off = "handed_off"  # left unanswered too long by a bot outage: given to a human instead
 
 
 class Channel(enum.StrEnum):
@@ -70,8 +80,19 @@ class Message(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     channel: Mapped[str] = mapped_column(String(32), nullable=False, default=Channel.api.value)
     external_id: Mapped[str | None] = mapped_column(String(255))
+    turn_state: Mapped[TurnState | None] = mapped_column(
+        Enum(TurnState, name="turn_state", native_enum=False, length=16, create_constraint=False)
+    )
+    # A bot reply: the customer message it answers.
+    reply_to: Mapped[int | None] = mapped_column(BigIntId, index=True)
 
     __table_args__ = (
         Index("ix_message_conversation_id_id", "conversation_id", "id"),
+        Index(
+            "ix_message_turn_pending",
+            "id",
+            postgresql_where=sa_text("turn_state = 'pending'"),
+            sqlite_where=sa_text("turn_state = 'pending'"),
+        ),
         Index("uq_message_channel_external_id", "channel", "external_id", unique=True),
     )

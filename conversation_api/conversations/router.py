@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 
 from conversation_api.conversations import service
 from conversation_api.conversations.schemas import (
+    ClientMessageId,
     ConversationListResponse,
     ConversationOut,
     HistoryResponse,
@@ -18,6 +19,7 @@ from conversation_api.conversations.schemas import (
     SendMessageResponse,
 )
 from conversation_api.deps import CurrentUser, GatewayDep, SessionDep, may_act_as, may_read_user
+from conversation_api.errors import InvalidRequest
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"])
 
@@ -32,15 +34,47 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 
+SEND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: {"description": "`client_message_id` was used before for a message in another conversation."},
+    503: {
+        "description": "The database or the bot is unavailable, or earlier messages of the conversation "
+        "are still being answered (`conversation_busy`); see `Retry-After`. A user message that reached the "
+        "database stays stored: the body carries `conversation_id` and `message_id`, and retrying with the "
+        "same `client_message_id` answers that message without storing it again."
+    },
+}
+
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-@router.post("/messages", response_model=SendMessageResponse, responses=ERRORS)
-async def send_message(body: SendMessageRequest, principal: CurrentUser, gateway: GatewayDep) -> SendMessageResponse:
-    """Send a customer message; the bot's reply (or, after a handoff, an empty one) comes back."""
+@router.post("/messages", response_model=SendMessageResponse, responses=SEND_ERRORS)
+async def send_message(
+    body: SendMessageRequest,
+    principal: CurrentUser,
+    gateway: GatewayDep,
+    idempotency_key: Annotated[
+        ClientMessageId | None,
+        Header(alias="Idempotency-Key", description="The same as `client_message_id`; give one or the other."),
+    ] = None,
+) -> SendMessageResponse:
+    """Send a customer message; the bot's reply (or, after a handoff, an empty one) comes back.
+
+    With a `client_message_id` (or `Idempotency-Key`), retrying after a timeout or a 503 is safe:
+    the message is stored once and answered once.
+    """
     may_act_as(principal, body.user_id)
-    reply = await gateway.handle(user_id=body.user_id, conversation_id=body.conversation_id or None, text=body.message)
+    if idempotency_key and body.client_message_id and idempotency_key != body.client_message_id:
+        raise InvalidRequest("Idempotency-Key and client_message_id differ; give one of them")
+    reply = await gateway.handle(
+        user_id=body.user_id,
+        conversation_id=body.conversation_id or None,
+        text=body.message,
+        client_message_id=body.client_message_id or idempotency_key,
+    )
     return SendMessageResponse(
+        message_id=reply.user_message_id,
+        replayed=reply.replayed,
         conversation_id=reply.conversation_id,
         user_id=reply.user_id,
         message=reply.text,

@@ -27,6 +27,10 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# Printable ASCII without spaces: what clients put in a UUID, a ULID or a header.
+ClientMessageId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[!-~]+$")]
+
+
 class SendMessageRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -43,6 +47,12 @@ class SendMessageRequest(BaseModel):
     )
     user_id: str = Field(min_length=1, max_length=128, description="Must be the caller's own user id.")
     message: MessageText
+    client_message_id: ClientMessageId | None = Field(
+        default=None,
+        description="The client's own id of this message (or the `Idempotency-Key` header). A retry with the "
+        "same id stores nothing new: it returns the reply the message got, or, if the bot failed to answer it, "
+        "sends that same stored message to the bot again.",
+    )
 
 
 class ReplyMessage(BaseModel):
@@ -76,6 +86,10 @@ class SendMessageResponse(BaseModel):
     messages: list[ReplyMessage] = Field(description="Each reply message, with buttons or images if any.")
     handoff_state: HandoffState = Field(
         description="`bot`, or `pending_human`/`with_human` when a CSR answers instead of the bot."
+    )
+    message_id: int | None = Field(default=None, description="The stored id of the customer's message.")
+    replayed: bool = Field(
+        default=False, description="True when this answers a retry (same `client_message_id`) from the store."
     )
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import Insert, Table, Update, UpdateBase, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from conversation_api.conversations.models import Channel, Conversation, Message, Sender
+from conversation_api.conversations.models import Channel, Conversation, Message, Sender, TurnState
 from conversation_api.db import execute_together, utcnow
 from conversation_api.errors import ConversationNotFound
 from conversation_api.events.outbox import insert_events as outbox_rows
@@ -123,7 +123,15 @@ async def append_message(
 # per table cost it more CPU than the rest of the request. These verbs store the same rows.
 
 
-def _message_values(conversation: Conversation, sender: Sender, message: NewMessage, at: datetime) -> dict[str, Any]:
+def _message_values(
+    conversation: Conversation,
+    sender: Sender,
+    message: NewMessage,
+    at: datetime,
+    *,
+    turn_state: TurnState | None = None,
+    reply_to: int | None = None,
+) -> dict[str, Any]:
     return {
         "conversation_id": conversation.id,
         "sender": sender,
@@ -135,6 +143,8 @@ def _message_values(conversation: Conversation, sender: Sender, message: NewMess
         "payload": message.payload,
         "channel": conversation.channel,
         "external_id": message.external_id,
+        "turn_state": turn_state,
+        "reply_to": reply_to,
     }
 
 
@@ -157,6 +167,7 @@ async def add_message(
     sender: Sender,
     text: str,
     external_id: str | None = None,
+    turn_state: TurnState | None = None,
     events: Callable[[Message], list[dict[str, Any]]] = lambda _message: [],
 ) -> Message:
     """`append_message` in two statements: the message (with the conversation's UPDATE alongside), then its
@@ -165,7 +176,9 @@ async def add_message(
     The returned Message is not in the session; reload it to change it.
     """
     now = utcnow()
-    values = _message_values(conversation, sender, NewMessage(text=text, external_id=external_id), now)
+    values = _message_values(
+        conversation, sender, NewMessage(text=text, external_id=external_id), now, turn_state=turn_state
+    )
     table = cast(Table, Message.__table__)
     stored = await execute_together(
         session, _insert_messages([values]).returning(table.c.id), _touch(conversation, now)
@@ -197,7 +210,9 @@ async def add_bot_turn(
     in one statement on PostgreSQL."""
     table = cast(Table, Message.__table__)
     writes: list[UpdateBase] = [
-        update(table).where(table.c.id == message_id).values(intent=intent, entities=entities, confidence=confidence)
+        update(table)
+        .where(table.c.id == message_id)
+        .values(intent=intent, entities=entities, confidence=confidence, turn_state=TurnState.answered)
     ]
     if events:
         writes.append(outbox_rows(events))
@@ -205,7 +220,9 @@ async def add_bot_turn(
         await execute_together(session, writes[0], *writes[1:])
         return
     now = utcnow()
-    writes.append(_insert_messages([_message_values(conversation, Sender.bot, m, now) for m in replies]))
+    writes.append(
+        _insert_messages([_message_values(conversation, Sender.bot, m, now, reply_to=message_id) for m in replies])
+    )
     writes.append(_touch(conversation, now))
     await activity.message_stored(
         session=session,
@@ -221,6 +238,46 @@ async def add_bot_turn(
 async def find_external(*, session: AsyncSession, channel: str, external_id: str) -> Message | None:
     """The message a channel already stored under its own id (e.g. a WhatsApp wamid), if any."""
     return await session.scalar(select(Message).where(Message.channel == channel, Message.external_id == external_id))
+
+
+async def replies_to(*, session: AsyncSession, message_id: int) -> Sequence[Message]:
+    """The bot's stored replies to one customer message, in order."""
+    return (await session.scalars(select(Message).where(Message.reply_to == message_id).order_by(Message.id))).all()
+
+
+async def set_turn_state(*, session: AsyncSession, message_id: int, state: TurnState) -> None:
+    await session.execute(update(Message).where(Message.id == message_id).values(turn_state=state))
+
+
+async def pending_turns(
+    *, session: AsyncSession, channel: str, stored_before: datetime, limit: int = 100
+) -> Sequence[tuple[int, str]]:
+    """(message id, conversation id) of customer messages still waiting for the bot, oldest first."""
+    rows = await session.execute(
+        select(Message.id, Message.conversation_id)
+        .where(
+            Message.turn_state == TurnState.pending,
+            Message.channel == channel,
+            Message.created_at < stored_before,
+        )
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def answered_after(*, session: AsyncSession, conversation_id: str, message_id: int) -> bool:
+    """Whether a later customer message of the conversation was answered by the bot."""
+    found = await session.scalar(
+        select(Message.id)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.id > message_id,
+            Message.turn_state == TurnState.answered,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def record_understanding(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from conversation_api.conversations import service as conversations
-from conversation_api.deps import CurrentUser, SessionDep
+from conversation_api.deps import ContainerDep, CurrentUser
 from conversation_api.feedback import service
 from conversation_api.feedback.schemas import FeedbackOut, FeedbackRequest
 from conversation_api.metrics.instruments import observe_feedback
@@ -33,10 +33,10 @@ async def give_feedback(
     conversation_id: Annotated[str, Path(max_length=64)],
     body: FeedbackRequest,
     principal: CurrentUser,
-    session: SessionDep,
+    container: ContainerDep,
 ) -> FeedbackOut:
     """Rate a conversation (CSAT): its owner only, once per conversation."""
-    async with session.begin():
+    async with container.uow.conversation(conversation_id) as work, work.transaction() as session:
         conversation = await conversations.get_owned(
             session=session, conversation_id=conversation_id, user_id=principal.user_id
         )

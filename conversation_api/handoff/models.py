@@ -20,6 +20,8 @@ class HandoffReason(enum.StrEnum):
     repeated_fallback = "repeated_fallback"
     low_rating = "low_rating"
     workflow = "workflow"
+    # The bot was down longer than BOT_REDRIVE_MAX_AGE_SECONDS while the customer waited for an answer.
+    bot_unavailable = "bot_unavailable"
     # Out of pending_human / with_human.
     claimed = "claimed"
     resolved = "resolved"

@@ -90,9 +90,9 @@ async def csr_transcript(
 
 
 @router.post("/conversations/{conversation_id}/claim", response_model=Handling, responses=ERRORS)
-async def csr_claim(conversation_id: ConversationId, principal: Staff, session: SessionDep) -> Handling:
+async def csr_claim(conversation_id: ConversationId, principal: Staff, container: ContainerDep) -> Handling:
     """Assign a waiting conversation to the caller. If another CSR has it: 409."""
-    async with session.begin():
+    async with container.uow.conversation(conversation_id) as work, work.transaction() as session:
         conversation = await service.claim(session=session, conversation_id=conversation_id, csr=principal)
         handoff = await service.handoff_of(session=session, conversation_id=conversation_id)
     return Handling.of(conversation, handoff)
@@ -108,11 +108,10 @@ async def csr_reply(
     conversation_id: ConversationId,
     body: CsrMessageRequest,
     principal: Staff,
-    session: SessionDep,
     container: ContainerDep,
 ) -> CsrMessageResponse:
     """Reply as the CSR who claimed the conversation: stored with sender `csr`, then sent on the customer's channel."""
-    async with session.begin():
+    async with container.uow.conversation(conversation_id) as work, work.transaction() as session:
         conversation, message = await service.reply(
             session=session, conversation_id=conversation_id, csr=principal, text=body.message
         )
@@ -139,19 +138,18 @@ async def csr_reply(
 async def csr_resolve(
     conversation_id: ConversationId,
     principal: Staff,
-    session: SessionDep,
     container: ContainerDep,
     body: ResolveRequest | None = None,
 ) -> Handling:
     """Hand the conversation back to the bot (Rasa is resumed); an optional note goes into the audit trail."""
-    # The lock orders this resume after any pause the gateway is still sending for this conversation.
-    async with container.locks.hold(conversation_id):
-        async with session.begin():
+    # Under the lock, the resume reaches Rasa after any pause the gateway is still sending.
+    async with container.uow.conversation(conversation_id) as work:
+        async with work.transaction() as session:
             conversation = await service.resolve(
                 session=session, conversation_id=conversation_id, csr=principal, note=body.note if body else None
             )
-        await container.tracker_sync.apply(conversation_id)
-    async with session.begin():
-        handoff = await service.handoff_of(session=session, conversation_id=conversation_id)
-        await session.refresh(handoff)
+            work.after_commit(lambda: container.tracker_sync.apply(conversation_id))
+        async with work.transaction() as session:
+            handoff = await service.handoff_of(session=session, conversation_id=conversation_id)
+            await session.refresh(handoff)
     return Handling.of(conversation, handoff)

@@ -21,6 +21,7 @@ from conversation_api.handoff import service
 from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.models import HandoffReason
 from conversation_api.locks import ConversationLocks
+from conversation_api.unit_of_work import ConversationUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class HandoffSweeper:
         interval: float,
     ) -> None:
         self._sessions = sessions
-        self._locks = locks
+        self._uow = ConversationUnitOfWork(sessions=sessions, locks=locks)
         self._channels = channels
         self._sync = tracker_sync
         self._unclaimed = timedelta(seconds=unclaimed_timeout)
@@ -65,19 +66,18 @@ class HandoffSweeper:
         for conversation_id in idle:
             if await self._time_out(conversation_id, HandoffReason.idle_timeout, now - self._idle):
                 result.idle += 1
-        result.bot_behind = await self._sync.reconcile(self._locks)
+        result.bot_behind = await self._sync.reconcile(self._uow.locks)
         return result
 
     async def _time_out(self, conversation_id: str, reason: HandoffReason, cutoff: datetime) -> bool:
-        async with self._locks.hold(conversation_id):
-            async with self._sessions() as session:
-                try:
-                    async with session.begin():
-                        outcome = await service.time_out(
-                            session=session, conversation_id=conversation_id, reason=reason, cutoff=cutoff
-                        )
-                except service.HandoffConflict:
-                    outcome = None  # claimed or resolved meanwhile (possibly by another replica)
+        async with self._uow.conversation(conversation_id) as work:
+            try:
+                async with work.transaction() as session:
+                    outcome = await service.time_out(
+                        session=session, conversation_id=conversation_id, reason=reason, cutoff=cutoff
+                    )
+            except service.HandoffConflict:
+                outcome = None  # claimed or resolved meanwhile (possibly by another replica)
             if outcome is None:
                 return False
             conversation, message = outcome

@@ -115,3 +115,24 @@ def count_whatsapp_send_failure(*, code: str | int) -> None:
 
 def observe_feedback(*, rating: int, channel: str, source: str) -> None:
     FEEDBACK_RATING.labels(channel, source).observe(rating)
+
+
+LOCK_WAIT = Histogram(
+    "reviewbot_conversation_lock_wait_seconds",
+    "Time a turn waited for its conversation's lock (another turn of the same conversation ahead of it).",
+    buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 2, 5, 10, 30),
+)
+TURNS_REDRIVEN = Counter(
+    "reviewbot_turns_redriven",
+    "Stored customer messages sent to the bot again: a client retry of an unanswered message, or the "
+    "re-driver answering messages stored during a bot outage; outcome answered|failed|handed_off.",
+    ["trigger", "outcome"],
+)
+IDEMPOTENT_REPLAYS = Counter(
+    "reviewbot_idempotent_replays",
+    "Client retries of a message already answered (same client_message_id): the stored reply was returned.",
+)
+BOT_PAUSE_REPAIRED = Counter(
+    "reviewbot_bot_pause_repaired",
+    "Turns where Rasa reported the conversation paused while the handoff state said bot; Rasa was resumed.",
+)

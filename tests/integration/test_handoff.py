@@ -101,7 +101,10 @@ async def test_asking_for_a_human_hands_over_from_the_next_message(desk: Desk) -
         "message": "",
         "messages": [],
         "handoff_state": "pending_human",
+        "message_id": waiting["message_id"],
+        "replayed": False,
     }
+    assert isinstance(waiting["message_id"], int)
     assert desk.bot_saw(cid) == ["hello", "human please"]
     history = await desk.history("hana", cid)
     assert [(m["sender"], m["text"]) for m in history][-1] == ("user", "are you there?")

@@ -37,7 +37,12 @@ async def test_first_message_starts_a_conversation_and_stores_both_sides(session
 
     assert reply.text == "echo: hi there\npick one"
     assert bot.calls == [
-        {"sender_id": reply.conversation_id, "text": "hi there", "metadata": {"user_id": "alice", "channel": "api"}}
+        {
+            "sender_id": reply.conversation_id,
+            "text": "hi there",
+            # The stored message's id travels to the bot: the actions do each side effect once per message.
+            "metadata": {"user_id": "alice", "channel": "api", "message_id": reply.user_message_id},
+        }
     ]
     messages = await stored(sessions, reply.conversation_id)
     assert [(m.sender, m.text) for m in messages] == [
