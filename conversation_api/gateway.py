@@ -303,6 +303,7 @@ class MessageGateway:
         reply: GatewayReply,
         received: float,
     ) -> GatewayReply:
+        conversation_id, message_id = conversation.id, message.id
         if resume_pending and not await self._sync.apply(conversation.id):
             # Rasa would log the message but, still paused, never answer it.
             raise BotUnavailableError(
@@ -372,12 +373,13 @@ class MessageGateway:
                     work.after_commit(lambda: self._repair_pause(conversation.id))
         except DATABASE_ERRORS as exc:
             # The bot answered but its reply was not stored: the message stays pending, and a retry
-            # of it re-drives the same message (the actions repeat no side effect).
-            log.error("bot reply not stored conversation_id=%s error=%s", conversation.id, type(exc).__name__)
+            # of it re-drives the same message (the actions repeat no side effect). The rollback
+            # expired the loaded rows, so only the ids read before are used here.
+            log.error("bot reply not stored conversation_id=%s error=%s", conversation_id, type(exc).__name__)
             raise DatabaseUnavailable(
                 "the database is unavailable; your message was saved, retry it to get the reply",
-                conversation_id=conversation.id,
-                message_id=message.id,
+                conversation_id=conversation_id,
+                message_id=message_id,
             ) from exc
         reply.handoff_state = conversation.handoff_state
         turns.observe_bot_turn(
