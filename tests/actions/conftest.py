@@ -173,6 +173,16 @@ def far_open_day(business, offset: int):
     return day
 
 
+def day_for(business: Business, family: Family, n: int) -> date:
+    """The n-th test's day: open, a weekday, and not shared with another test or adapter kind on one database."""
+    day, days = business.now().date() + timedelta(days=2), []
+    while len(days) <= 2 * n + 1:
+        if business.hours_on(day) is not None and day.weekday() < 5:
+            days.append(day)
+        day += timedelta(days=1)
+    return days[2 * n + (family.name == "http")]
+
+
 def at(business: Business, day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), tzinfo=business.tz)
 

@@ -10,7 +10,7 @@ one order, one feedback row, and the first reply again.
 from __future__ import annotations
 
 import itertools
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time
 from typing import Any
 
 from rasa_sdk.executor import CollectingDispatcher
@@ -23,7 +23,7 @@ from actions.commerce import ActionAddToCart, ActionCancelOrder, ActionPlaceOrde
 from actions.common import idempotency_key, turn_key
 from actions.crm import ActionUpdateContact
 from actions.feedback import ActionSubmitFeedback
-from tests.actions.conftest import Family, unique
+from tests.actions.conftest import Family, day_for, unique
 from tests.actions.fakes import make_tracker, workflow
 
 _message_ids = itertools.count(1000)
@@ -38,16 +38,6 @@ async def run(action: Any, tracker: Any) -> tuple[list[dict[str, Any]], list[dic
     dispatcher = CollectingDispatcher()
     events = await action.run(dispatcher, tracker, {})
     return dispatcher.messages, events
-
-
-def open_day(business: Any, family: Family, n: int) -> date:
-    """The n-th test's day: open, a weekday, and not shared with another test or adapter kind on one database."""
-    day, days = business.now().date() + timedelta(days=2), []
-    while len(days) <= 2 * n + 1:
-        if business.hours_on(day) is not None and day.weekday() < 5:
-            days.append(day)
-        day += timedelta(days=1)
-    return days[2 * n + (family.name == "http")]
 
 
 def count(db: Any, table: Any, customer: str) -> int:
@@ -73,7 +63,7 @@ def test_turn_key_is_the_latest_messages_id_only():
 
 
 async def test_booking_replayed_books_once(family, business):
-    customer, day = unique("book"), open_day(business, family, 0)
+    customer, day = unique("book"), day_for(business, family, 0)
     slots = {"service": "beard trim", "date": day.isoformat(), "time": "10:00", "person_name": "Anna Smith"}
     action = ActionBookAppointment(booking=family.booking, crm=family.crm, business=business)
     tracker = lambda message_id: make_tracker(slots=slots, user_id=customer, message_id=message_id)  # noqa: E731
@@ -96,7 +86,7 @@ async def test_booking_replayed_books_once(family, business):
 
 
 async def test_booking_without_a_message_id_is_not_deduplicated(family, business):
-    customer, day = unique("shell"), open_day(business, family, 1)
+    customer, day = unique("shell"), day_for(business, family, 1)
     slots = {"service": "beard trim", "date": day.isoformat(), "time": "11:00"}
     action = ActionBookAppointment(booking=family.booking, crm=family.crm, business=business)
     for _ in range(2):
@@ -105,7 +95,7 @@ async def test_booking_without_a_message_id_is_not_deduplicated(family, business
 
 
 async def test_reschedule_replayed_after_a_later_move_changes_nothing(family, business):
-    customer, day = unique("move"), open_day(business, family, 2)
+    customer, day = unique("move"), day_for(business, family, 2)
     booked = family.booking.book(
         customer_id=customer, service="haircut", start=datetime.combine(day, time(10, 0), tzinfo=business.tz)
     )
@@ -126,7 +116,7 @@ async def test_reschedule_replayed_after_a_later_move_changes_nothing(family, bu
 
 
 async def test_cancel_appointment_replayed_confirms_again(family, business):
-    customer, day = unique("cancel"), open_day(business, family, 3)
+    customer, day = unique("cancel"), day_for(business, family, 3)
     booked = family.booking.book(
         customer_id=customer, service="haircut", start=datetime.combine(day, time(12, 0), tzinfo=business.tz)
     )
