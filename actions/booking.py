@@ -20,6 +20,7 @@ from actions.common import (
     confirm_buttons,
     customer_id,
     day_label,
+    idempotency_key,
     latest_entity,
     latest_text,
     log,
@@ -286,7 +287,8 @@ class ActionBookAppointment(_BookingAction):
             return RESET_BOOKING + [workflow_event("appointment.booked", "booking", False, reason="incomplete")]
         user = customer_id(tracker)
         try:
-            appointment = await call(self.booking.book, customer_id=user, service=service, start=start)
+            appointment = await call(self.booking.book, customer_id=user, service=service, start=start,
+                                     idempotency_key=idempotency_key(tracker, self.name()))
         except SlotUnavailable as exc:
             options: List[datetime] = []
             try:
@@ -307,7 +309,8 @@ class ActionBookAppointment(_BookingAction):
         try:
             await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
             if any(updates.values()):
-                await call(self.crm.update, customer_id=user, **updates)
+                await call(self.crm.update, customer_id=user,
+                           idempotency_key=idempotency_key(tracker, f"{self.name()}.contact"), **updates)
         except ServiceError as exc:
             log.error("could not save contact details customer_id=%s error=%s", user, exc)
         dispatcher.utter_message(
@@ -440,7 +443,8 @@ class ActionRescheduleAppointment(_BookingAction):
             return reset + [workflow_event("appointment.rescheduled", "reschedule", False, reason="incomplete")]
         try:
             moved = await call(self.booking.reschedule, appointment_id=appointment_id,
-                               customer_id=customer_id(tracker), start=start)
+                               customer_id=customer_id(tracker), start=start,
+                               idempotency_key=idempotency_key(tracker, self.name()))
         except SlotUnavailable as exc:
             dispatcher.utter_message(text=f"Sorry, {when(start)} isn't available ({exc}). Your appointment is unchanged.")
             return reset + [workflow_event("appointment.rescheduled", "reschedule", False,
@@ -492,7 +496,8 @@ class ActionCancelAppointment(_BookingAction):
             dispatcher.utter_message(response="utter_no_appointments")
             return []
         try:
-            cancelled = await call(self.booking.cancel, appointment_id=appointment_id, customer_id=customer_id(tracker))
+            cancelled = await call(self.booking.cancel, appointment_id=appointment_id, customer_id=customer_id(tracker),
+                                   idempotency_key=idempotency_key(tracker, self.name()))
         except ServiceError as exc:
             log.error("cancel failed appointment_id=%s error=%s", appointment_id, exc)
             if isinstance(exc, ServiceUnavailable):

@@ -17,6 +17,7 @@ from actions.common import (
     channel,
     confirm_buttons,
     customer_id,
+    idempotency_key,
     latest_entity,
     latest_text,
     log,
@@ -143,7 +144,8 @@ class ActionAddToCart(_ShopAction):
                 return [SlotSet("product", None), SlotSet("quantity", None)]
             product = matches[0]
             await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
-            cart = await call(self.commerce.add_to_cart, customer_id=user, sku=product.sku, quantity=quantity)
+            cart = await call(self.commerce.add_to_cart, customer_id=user, sku=product.sku, quantity=quantity,
+                              idempotency_key=idempotency_key(tracker, self.name()))
         except OutOfStock as exc:
             dispatcher.utter_message(
                 text=f"Sorry, we only have {exc.available} of {product.name} left"
@@ -198,7 +200,8 @@ class ActionPlaceOrder(_ShopAction):
         user = customer_id(tracker)
         try:
             await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
-            order = await call(self.commerce.place_order, customer_id=user)
+            order = await call(self.commerce.place_order, customer_id=user,
+                               idempotency_key=idempotency_key(tracker, self.name()))
         except EmptyCart as exc:
             dispatcher.utter_message(response="utter_cart_empty")
             return [workflow_event("order.placed", "order", False, reason=exc.reason)]
@@ -305,7 +308,8 @@ class ActionCancelOrder(_ShopAction):
             dispatcher.utter_message(text="Which order would you like to cancel? Please send its number.")
             return []
         try:
-            order = await call(self.commerce.cancel_order, order_id=order_id, customer_id=customer_id(tracker))
+            order = await call(self.commerce.cancel_order, order_id=order_id, customer_id=customer_id(tracker),
+                               idempotency_key=idempotency_key(tracker, self.name()))
         except (InvalidState, NotFound) as exc:
             dispatcher.utter_message(text=f"Sorry, order {order_id} can't be cancelled ({exc}).")
             return [SlotSet("order_id", None),

@@ -39,6 +39,33 @@ def customer_id(tracker: Tracker) -> str:
     return str(user) if user else tracker.sender_id
 
 
+def turn_key(tracker: Tracker) -> str | None:
+    """`<conversation>:<message id>` of the user message this turn answers; None without one.
+
+    The API stores every message before it calls Rasa and sends its id as
+    `metadata["message_id"]`; a retried or re-driven turn carries the same id, so the
+    key names the turn, not the attempt. Only the latest message's own metadata counts:
+    `session_started_metadata` (what `metadata()` falls back to) holds the session's
+    first message, whose id would make every later turn look like a replay of it.
+    `rasa shell` and other clients send no id: their turns are not deduplicated.
+    """
+    meta = (tracker.latest_message or {}).get("metadata")
+    message_id = meta.get("message_id") if isinstance(meta, dict) else None
+    if message_id is None or isinstance(message_id, bool) or str(message_id).strip() == "":
+        return None
+    return f"{tracker.sender_id}:{str(message_id).strip()}"
+
+
+def idempotency_key(tracker: Tracker, step: str) -> str | None:
+    """The key of one side effect of this turn (`step` names it: the action, and the call when it makes several).
+
+    Each port call gets its own key because one service may sit behind several ports
+    and must not see the same key on two different requests.
+    """
+    turn = turn_key(tracker)
+    return f"{turn}:{step}" if turn else None
+
+
 def channel(tracker: Tracker) -> Optional[str]:
     value = metadata(tracker).get("channel")
     return str(value) if value else None

@@ -16,6 +16,7 @@ from actions.common import (
     channel,
     clean_name,
     customer_id,
+    idempotency_key,
     latest_entity,
     latest_text,
     log,
@@ -105,7 +106,8 @@ class ActionUpdateContact(_CrmAction):
         user = customer_id(tracker)
         try:
             await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
-            customer = await call(self.crm.update, customer_id=user, **changes)
+            customer = await call(self.crm.update, customer_id=user,
+                                  idempotency_key=idempotency_key(tracker, self.name()), **changes)
         except ServiceError as exc:
             log.error("contact update failed customer_id=%s error=%s", user, exc)
             utter_unavailable(dispatcher)

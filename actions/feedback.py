@@ -16,6 +16,7 @@ from actions.common import (
     channel,
     customer_id,
     handoff_events,
+    idempotency_key,
     latest_text,
     log,
     utter_unavailable,
@@ -96,7 +97,8 @@ class ActionSubmitFeedback(Action):
         try:
             await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
             record = await call(self.feedback.record, customer_id=user, rating=rating, comment=comment,
-                                conversation_id=tracker.sender_id)
+                                conversation_id=tracker.sender_id,
+                                idempotency_key=idempotency_key(tracker, self.name()))
         except ServiceError as exc:
             log.error("feedback not recorded customer_id=%s error=%s", user, exc)
             utter_unavailable(dispatcher)

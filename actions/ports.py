@@ -7,6 +7,12 @@ Actions never see SQL or HTTP: they talk to these protocols. The adapters in
 Every method may raise `ServiceUnavailable` (database down, HTTP 5xx, timeout);
 business refusals are typed (`SlotUnavailable`, `OutOfStock`, ...) so the action
 can say something precise. A method that raises has changed nothing.
+
+Methods that change something take `idempotency_key`: a second call with a key
+already used for that operation changes nothing and returns the first call's
+result, whatever the arguments and whatever happened since (a replayed turn must
+get the reply it got the first time). Only a call that succeeded uses its key up.
+`None` (no key: `rasa shell`, tests) means "always do it".
 """
 
 from __future__ import annotations
@@ -137,7 +143,8 @@ class BookingService(Protocol):
         """Start times on `day` when `service` can be booked (empty when closed or full)."""
         ...
 
-    def book(self, *, customer_id: str, service: str, start: datetime) -> Appointment:
+    def book(self, *, customer_id: str, service: str, start: datetime,
+             idempotency_key: str | None = None) -> Appointment:
         """Book atomically; raises SlotUnavailable when the time is taken or closed."""
         ...
 
@@ -145,9 +152,11 @@ class BookingService(Protocol):
         """The customer's booked appointments from now on, soonest first."""
         ...
 
-    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime) -> Appointment: ...
+    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime,
+                   idempotency_key: str | None = None) -> Appointment: ...
 
-    def cancel(self, *, appointment_id: str, customer_id: str) -> Appointment: ...
+    def cancel(self, *, appointment_id: str, customer_id: str,
+               idempotency_key: str | None = None) -> Appointment: ...
 
 
 @runtime_checkable
@@ -158,13 +167,14 @@ class CommerceService(Protocol):
 
     def get_cart(self, *, customer_id: str) -> Cart: ...
 
-    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int) -> Cart:
+    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int,
+                    idempotency_key: str | None = None) -> Cart:
         """Add to the customer's cart; raises OutOfStock when stock is short."""
         ...
 
     def clear_cart(self, *, customer_id: str) -> Cart: ...
 
-    def place_order(self, *, customer_id: str) -> Order:
+    def place_order(self, *, customer_id: str, idempotency_key: str | None = None) -> Order:
         """Turn the cart into an order, decrementing stock, all or nothing."""
         ...
 
@@ -172,7 +182,7 @@ class CommerceService(Protocol):
 
     def last_order(self, *, customer_id: str) -> Optional[Order]: ...
 
-    def cancel_order(self, *, order_id: str, customer_id: str) -> Order:
+    def cancel_order(self, *, order_id: str, customer_id: str, idempotency_key: str | None = None) -> Order:
         """Cancel an order that has not shipped and put its stock back; InvalidState otherwise."""
         ...
 
@@ -184,10 +194,10 @@ class CrmService(Protocol):
     def get(self, *, customer_id: str) -> Optional[Customer]: ...
 
     def update(self, *, customer_id: str, name: Optional[str] = None, email: Optional[str] = None,
-               phone: Optional[str] = None) -> Customer: ...
+               phone: Optional[str] = None, idempotency_key: str | None = None) -> Customer: ...
 
 
 @runtime_checkable
 class FeedbackService(Protocol):
     def record(self, *, customer_id: str, rating: int, comment: Optional[str],
-               conversation_id: Optional[str]) -> Feedback: ...
+               conversation_id: Optional[str], idempotency_key: str | None = None) -> Feedback: ...

@@ -38,21 +38,25 @@ class HttpBookingService:
         body = self.client.request("GET", "/slots", params=params)
         return [self._when(s) for s in require(body, "slots")]
 
-    def book(self, *, customer_id: str, service: str, start: datetime) -> Appointment:
+    def book(self, *, customer_id: str, service: str, start: datetime,
+             idempotency_key: str | None = None) -> Appointment:
         body = self.client.request("POST", "/appointments", json={
-            "customer_id": customer_id, "service": service, "start": start.isoformat()})
+            "customer_id": customer_id, "service": service, "start": start.isoformat()},
+            idempotency_key=idempotency_key)
         return self._appointment(body)
 
     def upcoming(self, *, customer_id: str) -> List[Appointment]:
         body = self.client.request("GET", f"/customers/{customer_id}/appointments")
         return [self._appointment(a) for a in require(body, "appointments")]
 
-    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime) -> Appointment:
+    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime,
+                   idempotency_key: str | None = None) -> Appointment:
         body = self.client.request("PATCH", f"/appointments/{appointment_id}", json={
-            "customer_id": customer_id, "start": start.isoformat()})
+            "customer_id": customer_id, "start": start.isoformat()}, idempotency_key=idempotency_key)
         return self._appointment(body)
 
-    def cancel(self, *, appointment_id: str, customer_id: str) -> Appointment:
+    def cancel(self, *, appointment_id: str, customer_id: str,
+               idempotency_key: str | None = None) -> Appointment:
         body = self.client.request("POST", f"/appointments/{appointment_id}/cancel",
-                                   json={"customer_id": customer_id})
+                                   json={"customer_id": customer_id}, idempotency_key=idempotency_key)
         return self._appointment(body)

@@ -3,6 +3,10 @@
 Maps the documented error contract (docs/business-services.openapi.yml) to the
 port errors: 404 -> NotFound, 409 {"error": code} -> the matching ServiceError,
 5xx, timeouts and connection failures -> ServiceUnavailable.
+
+A write sent with an idempotency key carries it as the `Idempotency-Key` header
+(draft-ietf-httpapi-idempotency-key-header): the service answers a repeated key with
+the first answer instead of doing the work again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from actions.ports import (
 
 log = logging.getLogger(__name__)
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 _CONFLICTS = {
     "slot_unavailable": SlotUnavailable,
     "invalid_state": InvalidState,
@@ -42,10 +48,13 @@ class JsonClient:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
     def request(self, method: str, path: str, *, params: Optional[Dict[str, Any]] = None,
-                json: Optional[Dict[str, Any]] = None, allow_404: bool = False) -> Any:
+                json: Optional[Dict[str, Any]] = None, allow_404: bool = False,
+                idempotency_key: str | None = None) -> Any:
         url = f"{self.base_url}{path}"
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         try:
-            response = self.session.request(method, url, params=params, json=json, timeout=self.timeout)
+            response = self.session.request(method, url, params=params, json=json, headers=headers,
+                                            timeout=self.timeout)
         except requests.Timeout as exc:
             log.error("business service timed out method=%s url=%s", method, url)
             raise ServiceUnavailable("the service did not answer in time") from exc
@@ -91,4 +100,4 @@ def require(body: Any, key: str) -> Any:
         raise ServiceUnavailable(f"the service's answer lacks {key!r}") from exc
 
 
-__all__ = ["JsonClient", "require", "ServiceError"]
+__all__ = ["IDEMPOTENCY_HEADER", "JsonClient", "require", "ServiceError"]

@@ -45,15 +45,18 @@ class HttpCommerceService:
     def get_cart(self, *, customer_id: str) -> Cart:
         return self._cart(self.client.request("GET", f"/carts/{customer_id}"))
 
-    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int) -> Cart:
+    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int,
+                    idempotency_key: str | None = None) -> Cart:
         return self._cart(self.client.request("POST", f"/carts/{customer_id}/items",
-                                              json={"sku": sku, "quantity": quantity}))
+                                              json={"sku": sku, "quantity": quantity},
+                                              idempotency_key=idempotency_key))
 
     def clear_cart(self, *, customer_id: str) -> Cart:
         return self._cart(self.client.request("DELETE", f"/carts/{customer_id}"))
 
-    def place_order(self, *, customer_id: str) -> Order:
-        return self._order(self.client.request("POST", "/orders", json={"customer_id": customer_id}))
+    def place_order(self, *, customer_id: str, idempotency_key: str | None = None) -> Order:
+        return self._order(self.client.request("POST", "/orders", json={"customer_id": customer_id},
+                                               idempotency_key=idempotency_key))
 
     def get_order(self, *, order_id: str, customer_id: str) -> Order:
         return self._order(self.client.request("GET", f"/orders/{order_id}", params={"customer_id": customer_id}))
@@ -62,6 +65,6 @@ class HttpCommerceService:
         body = self.client.request("GET", f"/customers/{customer_id}/orders/latest", allow_404=True)
         return self._order(body) if body is not None else None
 
-    def cancel_order(self, *, order_id: str, customer_id: str) -> Order:
+    def cancel_order(self, *, order_id: str, customer_id: str, idempotency_key: str | None = None) -> Order:
         return self._order(self.client.request("POST", f"/orders/{order_id}/cancel",
-                                               json={"customer_id": customer_id}))
+                                               json={"customer_id": customer_id}, idempotency_key=idempotency_key))

@@ -28,6 +28,7 @@ class HttpCrmService:
         return self._customer(self.client.request("PUT", f"/customers/{customer_id}", json={"channel": channel}))
 
     def update(self, *, customer_id: str, name: Optional[str] = None, email: Optional[str] = None,
-               phone: Optional[str] = None) -> Customer:
+               phone: Optional[str] = None, idempotency_key: str | None = None) -> Customer:
         changes = {k: v for k, v in (("name", name), ("email", email), ("phone", phone)) if v is not None}
-        return self._customer(self.client.request("PATCH", f"/customers/{customer_id}", json=changes))
+        return self._customer(self.client.request("PATCH", f"/customers/{customer_id}", json=changes,
+                                                  idempotency_key=idempotency_key))

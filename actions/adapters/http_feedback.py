@@ -13,9 +13,10 @@ class HttpFeedbackService:
         self.client = client
 
     def record(self, *, customer_id: str, rating: int, comment: Optional[str],
-               conversation_id: Optional[str]) -> Feedback:
+               conversation_id: Optional[str], idempotency_key: str | None = None) -> Feedback:
         body = self.client.request("POST", "/feedback", json={
-            "customer_id": customer_id, "rating": rating, "comment": comment, "conversation_id": conversation_id})
+            "customer_id": customer_id, "rating": rating, "comment": comment, "conversation_id": conversation_id},
+            idempotency_key=idempotency_key)
         try:
             return Feedback(id=body["id"], customer_id=body["customer_id"], rating=int(body["rating"]),
                             comment=body.get("comment"), conversation_id=body.get("conversation_id"))

@@ -9,6 +9,7 @@ from typing import List, Optional
 from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 
+from actions.adapters import sql_idempotency
 from actions.adapters.sql_db import (
     Database,
     appointments,
@@ -17,6 +18,7 @@ from actions.adapters.sql_db import (
     translate_errors,
     utcnow,
 )
+from actions.adapters.sql_idempotency import once
 from actions.business import Business, ServiceInfo
 from actions.ports import Appointment, InvalidState, NotFound, SlotUnavailable
 
@@ -83,11 +85,15 @@ class SqlBookingService:
         return free[:limit]
 
     @translate_errors
-    def book(self, *, customer_id: str, service: str, start: datetime) -> Appointment:
+    def book(self, *, customer_id: str, service: str, start: datetime,
+             idempotency_key: str | None = None) -> Appointment:
         info = self._service(service)
         start = start.astimezone(self.business.tz)
-        self._check_bookable(info, start)
-        with self.db.booking_lock, self.db.begin() as connection:
+
+        def work(connection: Connection) -> Appointment:
+            # Checked inside: a replay of a booking whose time has passed still gets its booking back.
+            self._check_bookable(info, start)
+            # After the idempotency claim (once() makes it first): every booking takes the two in that order.
             self.db.lock_bookings(connection)
             staff = self._free_staff(info, start, self._busy(connection, start.date(), None))
             if staff is None:
@@ -99,7 +105,11 @@ class SqlBookingService:
                 end_at=to_utc_naive(start + timedelta(minutes=info.duration_minutes)),
                 status="booked", created_at=utcnow()))
             row = connection.execute(select(appointments).where(appointments.c.id == appointment_id)).one()
-        return self._row(row)
+            return self._row(row)
+
+        with self.db.booking_lock:
+            return once(self.db, operation="booking.book", key=idempotency_key, work=work,
+                        decode=sql_idempotency.appointment(self.business.tz))
 
     @translate_errors
     def upcoming(self, *, customer_id: str) -> List[Appointment]:
@@ -122,9 +132,11 @@ class SqlBookingService:
         return row
 
     @translate_errors
-    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime) -> Appointment:
+    def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime,
+                   idempotency_key: str | None = None) -> Appointment:
         start = start.astimezone(self.business.tz)
-        with self.db.booking_lock, self.db.begin() as connection:
+
+        def work(connection: Connection) -> Appointment:
             self.db.lock_bookings(connection)
             row = self._owned(connection, appointment_id, customer_id)
             info = self._service(row.service)
@@ -136,13 +148,21 @@ class SqlBookingService:
                 start_at=to_utc_naive(start), staff=staff,
                 end_at=to_utc_naive(start + timedelta(minutes=info.duration_minutes))))
             row = connection.execute(select(appointments).where(appointments.c.id == appointment_id)).one()
-        return self._row(row)
+            return self._row(row)
+
+        with self.db.booking_lock:
+            return once(self.db, operation="booking.reschedule", key=idempotency_key, work=work,
+                        decode=sql_idempotency.appointment(self.business.tz))
 
     @translate_errors
-    def cancel(self, *, appointment_id: str, customer_id: str) -> Appointment:
-        with self.db.begin() as connection:
+    def cancel(self, *, appointment_id: str, customer_id: str,
+               idempotency_key: str | None = None) -> Appointment:
+        def work(connection: Connection) -> Appointment:
             self._owned(connection, appointment_id, customer_id)
             connection.execute(appointments.update().where(appointments.c.id == appointment_id)
                                .values(status="cancelled"))
             row = connection.execute(select(appointments).where(appointments.c.id == appointment_id)).one()
-        return self._row(row)
+            return self._row(row)
+
+        return once(self.db, operation="booking.cancel", key=idempotency_key, work=work,
+                    decode=sql_idempotency.appointment(self.business.tz))

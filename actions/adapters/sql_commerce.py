@@ -10,6 +10,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from actions.adapters import sql_idempotency
 from actions.adapters.sql_db import (
     Database,
     cart_lines,
@@ -20,6 +21,7 @@ from actions.adapters.sql_db import (
     translate_errors,
     utcnow,
 )
+from actions.adapters.sql_idempotency import once
 from actions.ports import Cart, CartLine, EmptyCart, InvalidState, NotFound, Order, OutOfStock, Product
 
 CANCELLABLE = {"placed"}
@@ -84,10 +86,12 @@ class SqlCommerceService:
             return self._cart(connection, customer_id)
 
     @translate_errors
-    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int) -> Cart:
+    def add_to_cart(self, *, customer_id: str, sku: str, quantity: int,
+                    idempotency_key: str | None = None) -> Cart:
         if quantity < 1:
             raise ValueError("quantity must be at least 1")
-        with self.db.begin() as connection:
+
+        def work(connection: Connection) -> Cart:
             product = connection.execute(select(products).where(products.c.sku == sku)).first()
             if product is None:
                 raise NotFound(f"no product {sku}")
@@ -102,6 +106,9 @@ class SqlCommerceService:
             else:
                 connection.execute(cart_lines.insert().values(customer_id=customer_id, sku=sku, quantity=wanted))
             return self._cart(connection, customer_id)
+
+        return once(self.db, operation="commerce.add_to_cart", key=idempotency_key, work=work,
+                    decode=sql_idempotency.cart)
 
     @translate_errors
     def clear_cart(self, *, customer_id: str) -> Cart:
@@ -118,36 +125,37 @@ class SqlCommerceService:
                             for l in lines])
 
     @translate_errors
-    def place_order(self, *, customer_id: str) -> Order:
+    def place_order(self, *, customer_id: str, idempotency_key: str | None = None) -> Order:
         for _ in range(5):
             try:
-                return self._place_order(customer_id)
-            except IntegrityError:  # order id collision: try another id
+                return once(self.db, operation="commerce.place_order", key=idempotency_key,
+                            work=lambda connection: self._place_order(connection, customer_id),
+                            decode=sql_idempotency.order(self.db.business.tz))
+            except IntegrityError:  # order id collision (once() answers a key conflict itself): try another id
                 continue
         raise InvalidState("could not allocate an order id")
 
-    def _place_order(self, customer_id: str) -> Order:
-        with self.db.begin() as connection:
-            cart = self._cart(connection, customer_id)
-            if not cart.lines:
-                raise EmptyCart("the cart is empty")
-            order_id = f"ORD-{secrets.randbelow(900000) + 100000}"
-            now = utcnow()
-            connection.execute(orders.insert().values(id=order_id, customer_id=customer_id, status="placed",
-                                                      total=cart.total, created_at=now, updated_at=now))
-            for line in cart.lines:
-                # The conditional UPDATE is the stock check: it cannot oversell under concurrency.
-                updated = connection.execute(products.update().where(and_(
-                    products.c.sku == line.sku, products.c.stock >= line.quantity))
-                    .values(stock=products.c.stock - line.quantity))
-                if updated.rowcount != 1:
-                    available = connection.execute(select(products.c.stock).where(products.c.sku == line.sku)).scalar()
-                    raise OutOfStock(sku=line.sku, available=available or 0)
-                connection.execute(order_lines.insert().values(order_id=order_id, sku=line.sku, name=line.name,
-                                                               quantity=line.quantity, unit_price=line.unit_price))
-            connection.execute(cart_lines.delete().where(cart_lines.c.customer_id == customer_id))
-            row = connection.execute(select(orders).where(orders.c.id == order_id)).one()
-            return self._order(connection, row)
+    def _place_order(self, connection: Connection, customer_id: str) -> Order:
+        cart = self._cart(connection, customer_id)
+        if not cart.lines:
+            raise EmptyCart("the cart is empty")
+        order_id = f"ORD-{secrets.randbelow(900000) + 100000}"
+        now = utcnow()
+        connection.execute(orders.insert().values(id=order_id, customer_id=customer_id, status="placed",
+                                                  total=cart.total, created_at=now, updated_at=now))
+        for line in cart.lines:
+            # The conditional UPDATE is the stock check: it cannot oversell under concurrency.
+            updated = connection.execute(products.update().where(and_(
+                products.c.sku == line.sku, products.c.stock >= line.quantity))
+                .values(stock=products.c.stock - line.quantity))
+            if updated.rowcount != 1:
+                available = connection.execute(select(products.c.stock).where(products.c.sku == line.sku)).scalar()
+                raise OutOfStock(sku=line.sku, available=available or 0)
+            connection.execute(order_lines.insert().values(order_id=order_id, sku=line.sku, name=line.name,
+                                                           quantity=line.quantity, unit_price=line.unit_price))
+        connection.execute(cart_lines.delete().where(cart_lines.c.customer_id == customer_id))
+        row = connection.execute(select(orders).where(orders.c.id == order_id)).one()
+        return self._order(connection, row)
 
     @translate_errors
     def get_order(self, *, order_id: str, customer_id: str) -> Order:
@@ -166,8 +174,8 @@ class SqlCommerceService:
             return self._order(connection, row) if row else None
 
     @translate_errors
-    def cancel_order(self, *, order_id: str, customer_id: str) -> Order:
-        with self.db.begin() as connection:
+    def cancel_order(self, *, order_id: str, customer_id: str, idempotency_key: str | None = None) -> Order:
+        def work(connection: Connection) -> Order:
             row = connection.execute(select(orders).where(and_(
                 orders.c.id == order_id.upper(), orders.c.customer_id == customer_id))).first()
             if row is None:
@@ -181,6 +189,9 @@ class SqlCommerceService:
                                .values(status="cancelled", updated_at=utcnow()))
             row = connection.execute(select(orders).where(orders.c.id == row.id)).one()
             return self._order(connection, row)
+
+        return once(self.db, operation="commerce.cancel_order", key=idempotency_key, work=work,
+                    decode=sql_idempotency.order(self.db.business.tz))
 
     @translate_errors
     def set_order_status(self, *, order_id: str, status: str) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Optional
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from actions.adapters import sql_idempotency
 from actions.adapters.sql_db import Database, customers, translate_errors, utcnow
+from actions.adapters.sql_idempotency import once
 from actions.ports import Customer, NotFound
 
 
@@ -45,11 +48,15 @@ class SqlCrmService:
 
     @translate_errors
     def update(self, *, customer_id: str, name: Optional[str] = None, email: Optional[str] = None,
-               phone: Optional[str] = None) -> Customer:
+               phone: Optional[str] = None, idempotency_key: str | None = None) -> Customer:
         values = {k: v for k, v in (("name", name), ("email", email), ("phone", phone)) if v is not None}
-        with self.db.begin() as connection:
+
+        def work(connection: Connection) -> Customer:
             result = connection.execute(customers.update().where(customers.c.id == customer_id)
                                         .values(updated_at=utcnow(), **values))
             if result.rowcount != 1:
                 raise NotFound(f"no customer {customer_id}")
             return self._customer(connection.execute(select(customers).where(customers.c.id == customer_id)).one())
+
+        # Setting a value twice looks harmless, but a replay after a later change would undo that change.
+        return once(self.db, operation="crm.update", key=idempotency_key, work=work, decode=sql_idempotency.customer)

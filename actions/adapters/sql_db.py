@@ -116,6 +116,19 @@ feedback = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+# One row per side effect done under an idempotency key (actions/ports.py): the key is
+# claimed in the transaction that does the work, so a second call with it, even a
+# concurrent one in another process, finds the first call's result instead of doing it
+# again. A table of its own, not a column on each business table, so an existing
+# database gains it through create_all like any missing table.
+idempotency = Table(
+    "biz_idempotency", metadata,
+    Column("operation", String(64), primary_key=True),  # e.g. "booking.book"
+    Column("key", String(255), primary_key=True),
+    Column("result", Text),  # JSON of the value the first call returned; set in the claiming transaction
+    Column("created_at", DateTime, nullable=False),
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)

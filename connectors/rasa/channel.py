@@ -62,6 +62,22 @@ def turn_result(tracker: Any, messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def user_message(body: Any, output_channel: CollectingOutputChannel, input_channel: str) -> UserMessage:
+    """The webhook's body as Rasa's message; ValueError (the reason) when it is not one.
+
+    The metadata goes through whole: it becomes the user event's metadata, which the
+    action server reads as `tracker.latest_message["metadata"]` (the user id, the
+    channel, and the stored message's id that keys idempotent actions).
+    """
+    body = body if isinstance(body, dict) else {}
+    sender, text, metadata = body.get("sender"), body.get("message"), body.get("metadata") or {}
+    if not isinstance(sender, str) or not sender or not isinstance(text, str):
+        raise ValueError("sender and message (strings) are required")
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object")
+    return UserMessage(text, output_channel, sender, input_channel=input_channel, metadata=metadata)
+
+
 async def run_turn(agent: Any, message: UserMessage) -> Any:
     """Rasa's `Agent.handle_message`, keeping the tracker it produced.
 
@@ -116,14 +132,12 @@ class ReviewBotInput(InputChannel):
         async def receive(request: Request) -> HTTPResponse:
             if not self._authorised(request):
                 return response.json({"error": "invalid or missing bearer token"}, status=401)
-            body = request.json or {}
-            sender = body.get("sender")
-            text = body.get("message")
-            if not isinstance(sender, str) or not sender or not isinstance(text, str):
-                return response.json({"error": "sender and message (strings) are required"}, status=400)
-            metadata = body.get("metadata") or {}
             collector = CollectingOutputChannel()
-            message = UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+            try:
+                message = user_message(request.json, collector, self.name())
+            except ValueError as exc:
+                return response.json({"error": str(exc)}, status=400)
+            sender = message.sender_id
             try:
                 tracker = await run_turn(request.app.ctx.agent, message)
             except Exception:  # the gateway must see failure, not an empty reply

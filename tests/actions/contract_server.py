@@ -3,10 +3,16 @@
 It serves the four services from the SQL adapters on a private SQLite file, so the
 HTTP adapters are checked against the same behaviour as the embedded ones. Knobs
 let a test make it fail (`fail_with`: status for every request, `delay`: seconds).
+
+It honours `Idempotency-Key` on the writes the way a real service must: it hands the
+key to the SQL adapter, whose database answers a repeated key with the first result
+(a repeat arriving while the first is in progress waits for it), and it does so per
+route, so the same key on two different routes is two operations.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import threading
@@ -18,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from actions.adapters.http_client import IDEMPOTENCY_HEADER
 from actions.ports import NotFound, OutOfStock, ServiceError
 
 
@@ -54,6 +61,7 @@ class ContractServer:
         self.fail_with: int | None = None
         self.delay = 0.0
         self.requests: list[tuple[str, str]] = []
+        self.idempotency_keys: list[tuple[str, str, str | None]] = []  # (method, path, header) of every request
         self.routes: list[tuple[str, re.Pattern, Callable[..., tuple[int, Any]]]] = [
             ("GET", re.compile(r"^/slots$"), self.slots),
             ("POST", re.compile(r"^/appointments$"), self.book),
@@ -85,25 +93,33 @@ class ContractServer:
         )
         return 200, {"slots": [s.isoformat() for s in slots]}
 
-    def book(self, q, body):
+    def book(self, q, body, key=None):
         return 201, _appointment(
             self.booking.book(
-                customer_id=body["customer_id"], service=body["service"], start=datetime.fromisoformat(body["start"])
+                customer_id=body["customer_id"],
+                service=body["service"],
+                start=datetime.fromisoformat(body["start"]),
+                idempotency_key=key,
             )
         )
 
     def upcoming(self, q, body, cid):
         return 200, {"appointments": [_appointment(a) for a in self.booking.upcoming(customer_id=cid)]}
 
-    def reschedule(self, q, body, aid):
+    def reschedule(self, q, body, aid, key=None):
         return 200, _appointment(
             self.booking.reschedule(
-                appointment_id=aid, customer_id=body["customer_id"], start=datetime.fromisoformat(body["start"])
+                appointment_id=aid,
+                customer_id=body["customer_id"],
+                start=datetime.fromisoformat(body["start"]),
+                idempotency_key=key,
             )
         )
 
-    def cancel(self, q, body, aid):
-        return 200, _appointment(self.booking.cancel(appointment_id=aid, customer_id=body["customer_id"]))
+    def cancel(self, q, body, aid, key=None):
+        return 200, _appointment(
+            self.booking.cancel(appointment_id=aid, customer_id=body["customer_id"], idempotency_key=key)
+        )
 
     # --- commerce -------------------------------------------------------------
     def search(self, q, body):
@@ -112,14 +128,18 @@ class ContractServer:
     def get_cart(self, q, body, cid):
         return 200, _json(self.commerce.get_cart(customer_id=cid))
 
-    def add_item(self, q, body, cid):
-        return 200, _json(self.commerce.add_to_cart(customer_id=cid, sku=body["sku"], quantity=int(body["quantity"])))
+    def add_item(self, q, body, cid, key=None):
+        return 200, _json(
+            self.commerce.add_to_cart(
+                customer_id=cid, sku=body["sku"], quantity=int(body["quantity"]), idempotency_key=key
+            )
+        )
 
     def clear_cart(self, q, body, cid):
         return 200, _json(self.commerce.clear_cart(customer_id=cid))
 
-    def place_order(self, q, body):
-        return 201, _json(self.commerce.place_order(customer_id=body["customer_id"]))
+    def place_order(self, q, body, key=None):
+        return 201, _json(self.commerce.place_order(customer_id=body["customer_id"], idempotency_key=key))
 
     def get_order(self, q, body, oid):
         return 200, _json(self.commerce.get_order(order_id=oid, customer_id=q["customer_id"]))
@@ -128,8 +148,10 @@ class ContractServer:
         order = self.commerce.last_order(customer_id=cid)
         return (200, _json(order)) if order else (404, {"error": "not_found", "message": "no orders"})
 
-    def cancel_order(self, q, body, oid):
-        return 200, _json(self.commerce.cancel_order(order_id=oid, customer_id=body["customer_id"]))
+    def cancel_order(self, q, body, oid, key=None):
+        return 200, _json(
+            self.commerce.cancel_order(order_id=oid, customer_id=body["customer_id"], idempotency_key=key)
+        )
 
     # --- crm and feedback -----------------------------------------------------
     def upsert_customer(self, q, body, cid):
@@ -139,22 +161,26 @@ class ContractServer:
         customer = self.crm.get(customer_id=cid)
         return (200, _json(customer)) if customer else (404, {"error": "not_found", "message": "no customer"})
 
-    def update_customer(self, q, body, cid):
-        return 200, _json(self.crm.update(customer_id=cid, **body))
+    def update_customer(self, q, body, cid, key=None):
+        return 200, _json(self.crm.update(customer_id=cid, idempotency_key=key, **body))
 
-    def record_feedback(self, q, body):
+    def record_feedback(self, q, body, key=None):
         return 201, _json(
             self.feedback.record(
                 customer_id=body["customer_id"],
                 rating=int(body["rating"]),
                 comment=body.get("comment"),
                 conversation_id=body.get("conversation_id"),
+                idempotency_key=key,
             )
         )
 
     # --- plumbing ---------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, body: dict[str, Any]) -> tuple[int, Any]:
+    def handle(
+        self, method: str, raw_path: str, body: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[int, Any]:
         self.requests.append((method, raw_path))
+        self.idempotency_keys.append((method, raw_path, idempotency_key))
         if self.delay:
             time.sleep(self.delay)
         if self.fail_with:
@@ -164,8 +190,11 @@ class ContractServer:
         for verb, pattern, handler in self.routes:
             match = pattern.match(url.path)
             if verb == method and match:
+                params = match.groupdict()
+                if idempotency_key and "key" in inspect.signature(handler).parameters:
+                    params["key"] = f"{verb} {pattern.pattern} {idempotency_key}"  # keys are per route
                 try:
-                    return handler(query, body, **match.groupdict())
+                    return handler(query, body, **params)
                 except NotFound as exc:
                     return 404, {"error": "not_found", "message": str(exc)}
                 except OutOfStock as exc:
@@ -186,7 +215,9 @@ class ContractServer:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                status, payload = contract.handle(self.command, self.path, body or {})
+                status, payload = contract.handle(
+                    self.command, self.path, body or {}, self.headers.get(IDEMPOTENCY_HEADER)
+                )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

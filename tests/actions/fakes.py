@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -25,6 +27,21 @@ from actions.ports import (
     ServiceUnavailable,
     SlotUnavailable,
 )
+
+
+def idempotent(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The port's idempotency contract for a fake's write: a used key returns the first successful result."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *, idempotency_key: str | None = None, **kwargs: Any) -> Any:
+        if idempotency_key is None:
+            return method(self, **kwargs)
+        done = self.__dict__.setdefault("_done", {})
+        if (method.__name__, idempotency_key) not in done:
+            done[method.__name__, idempotency_key] = method(self, **kwargs)
+        return done[method.__name__, idempotency_key]
+
+    return wrapper
 
 
 class Broken:
@@ -51,6 +68,7 @@ class FakeBooking:
         busy = {a.start for a in self.appointments.values() if a.status == "booked" and a.id != ignore_appointment}
         return [s for s in self.business.candidate_starts(info, day) if s not in self.taken and s not in busy][:limit]
 
+    @idempotent
     def book(self, *, customer_id: str, service: str, start: datetime) -> Appointment:
         info = self.business.service(service)
         if start not in self.free_slots(service=service, day=start.date(), limit=1000):
@@ -72,6 +90,7 @@ class FakeBooking:
             key=lambda a: a.start,
         )
 
+    @idempotent
     def reschedule(self, *, appointment_id: str, customer_id: str, start: datetime) -> Appointment:
         current = self.appointments.get(appointment_id)
         if current is None or current.customer_id != customer_id:
@@ -91,6 +110,7 @@ class FakeBooking:
         self.appointments[appointment_id] = moved
         return moved
 
+    @idempotent
     def cancel(self, *, appointment_id: str, customer_id: str) -> Appointment:
         current = self.appointments.get(appointment_id)
         if current is None or current.customer_id != customer_id:
@@ -130,6 +150,7 @@ class FakeCommerce:
         ]
         return Cart(customer_id=customer_id, lines=lines)
 
+    @idempotent
     def add_to_cart(self, *, customer_id: str, sku: str, quantity: int) -> Cart:
         cart = self.carts.setdefault(customer_id, {})
         wanted = cart.get(sku, 0) + quantity
@@ -142,6 +163,7 @@ class FakeCommerce:
         self.carts.pop(customer_id, None)
         return Cart(customer_id=customer_id)
 
+    @idempotent
     def place_order(self, *, customer_id: str) -> Order:
         cart = self.get_cart(customer_id=customer_id)
         if not cart.lines:
@@ -174,6 +196,7 @@ class FakeCommerce:
         mine = [o for o in self.orders.values() if o.customer_id == customer_id]
         return mine[-1] if mine else None
 
+    @idempotent
     def cancel_order(self, *, order_id: str, customer_id: str) -> Order:
         order = self.get_order(order_id=order_id, customer_id=customer_id)
         if order.status != "placed":
@@ -193,6 +216,7 @@ class FakeCrm:
     def get_or_create(self, *, customer_id: str, channel: str | None = None) -> Customer:
         return self.customers.setdefault(customer_id, Customer(id=customer_id, channel=channel))
 
+    @idempotent
     def update(
         self, *, customer_id: str, name: str | None = None, email: str | None = None, phone: str | None = None
     ) -> Customer:
@@ -208,6 +232,7 @@ class FakeFeedback:
     def __init__(self) -> None:
         self.records: list[Feedback] = []
 
+    @idempotent
     def record(self, *, customer_id: str, rating: int, comment: str | None, conversation_id: str | None) -> Feedback:
         entry = Feedback(
             id=f"fb-{len(self.records) + 1}",
@@ -231,11 +256,13 @@ def make_tracker(
     active_loop: str | None = None,
     response_selector: dict[str, Any] | None = None,
     sender_id: str = "conv-1",
+    message_id: int | str | None = None,
 ) -> Tracker:
     """A tracker whose latest message is `text`; `slots` are the current values.
 
     Slots listed in `slots` are also appended as trailing SlotSet events, which is how
-    a form hands freshly extracted values to its validation action.
+    a form hands freshly extracted values to its validation action. `message_id` is the
+    API's stored message id, as the gateway puts it in the metadata.
     """
     latest: dict[str, Any] = {
         "text": text,
@@ -245,6 +272,8 @@ def make_tracker(
         else (entities or []),
         "metadata": {"user_id": user_id, "channel": "api"} if user_id else {},
     }
+    if message_id is not None:
+        latest["metadata"]["message_id"] = message_id
     if response_selector:
         latest["response_selector"] = response_selector
     history = list(events or []) + [{"event": "user", "text": text, "parse_data": latest}]

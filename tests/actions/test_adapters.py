@@ -3,12 +3,10 @@ HTTP server implementing docs/business-services.openapi.yml. Both run the same p
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from datetime import datetime, time, timedelta
 
-import psycopg2
 import pytest
 
 from actions.adapters.http_booking import HttpBookingService
@@ -33,52 +31,7 @@ from actions.ports import (
     ServiceUnavailable,
     SlotUnavailable,
 )
-from tests.actions.contract_server import ContractServer
-
-PG_DSN = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(scope="module")
-def pg_schema():
-    schema = f"t_actions_{uuid.uuid4().hex[:10]}"
-    try:
-        connection = psycopg2.connect(PG_DSN)
-    except psycopg2.OperationalError as exc:  # pragma: no cover - environment problem
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    connection.autocommit = True
-    connection.cursor().execute(f'CREATE SCHEMA "{schema}"')
-    yield schema
-    connection.cursor().execute(f'DROP SCHEMA "{schema}" CASCADE')
-    connection.close()
-
-
-@pytest.fixture(scope="module")
-def pg_db(pg_schema, business):
-    url = PG_DSN.replace("postgresql://", "postgresql+psycopg2://", 1)
-    db = Database(url, schema=pg_schema, business=business)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture(scope="module")
-def sqlite_db(tmp_path_factory, business):
-    db = Database(f"sqlite:///{tmp_path_factory.mktemp('contract')}/biz.db", business=business)
-    yield db
-    db.dispose()
-
-
-@pytest.fixture(scope="module")
-def contract(sqlite_db, business):
-    server = ContractServer(
-        SqlBookingService(sqlite_db, business),
-        SqlCommerceService(sqlite_db),
-        SqlCrmService(sqlite_db),
-        SqlFeedbackService(sqlite_db),
-    )
-    base = server.start()
-    server.base = base
-    yield server
-    server.stop()
+from tests.actions.conftest import far_open_day, unique
 
 
 @pytest.fixture(params=["sql", "http"])
@@ -96,17 +49,6 @@ def ports(request, business):
         HttpCrmService(client),
         HttpFeedbackService(client),
     )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def far_open_day(business, offset: int):
-    day = business.now().date() + timedelta(days=offset)
-    while business.hours_on(day) is None or day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
 
 
 def test_adapters_satisfy_the_ports(ports):
