@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from conversation_api import turns
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.conversations import service
 from conversation_api.conversations.models import (
@@ -39,7 +40,6 @@ from conversation_api.conversations.models import (
 )
 from conversation_api.db import utcnow
 from conversation_api.errors import BotUnavailableError, Conflict, ConversationNotFound, DatabaseUnavailable
-from conversation_api.events import turns
 from conversation_api.handoff import service as handoff
 from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.models import BotSync, ConversationHandoff, HandoffReason

@@ -12,6 +12,7 @@ from conversation_api import health
 from conversation_api.bot import Bot
 from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
+from conversation_api.dashboard.router import router as dashboard_router
 from conversation_api.errors import install_error_handlers
 from conversation_api.feedback.router import router as feedback_router
 from conversation_api.handoff.console import router as console_router
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.include_router(console_router)
     app.include_router(feedback_router)
     app.include_router(metrics_router)
+    app.include_router(dashboard_router)
     app.add_middleware(PrometheusMiddleware)
     app.include_router(whatsapp_webhook.router)
     return app

@@ -9,8 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conversation_api.conversations.models import BigIntId
-from conversation_api.db import Base, utcnow
+from conversation_api.db import Base, BigIntId, utcnow
 
 
 class InboundState(enum.StrEnum):

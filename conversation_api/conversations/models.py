@@ -7,14 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Enum, Float, ForeignKey, Index, String, Text
 from sqlalchemy import text as sa_text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conversation_api.db import Base, utcnow
-
-# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
-BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+from conversation_api.db import Base, BigIntId, utcnow
 
 
 class Sender(enum.StrEnum):

@@ -13,8 +13,7 @@ from sqlalchemy import JSON, DateTime, Index, Insert, Integer, String, Table, in
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conversation_api.conversations.models import BigIntId
-from conversation_api.db import Base, utcnow
+from conversation_api.db import Base, BigIntId, utcnow
 from conversation_api.events.envelope import Event, EventType
 
 

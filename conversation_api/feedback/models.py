@@ -7,8 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conversation_api.conversations.models import BigIntId
-from conversation_api.db import Base, utcnow
+from conversation_api.db import Base, BigIntId, utcnow
 
 
 class Feedback(Base):

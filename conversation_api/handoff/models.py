@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import DateTime, Enum, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conversation_api.conversations.models import BigIntId, HandoffState
-from conversation_api.db import Base, utcnow
+from conversation_api.conversations.models import HandoffState
+from conversation_api.db import Base, BigIntId, utcnow
 
 
 class HandoffReason(enum.StrEnum):

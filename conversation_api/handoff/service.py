@@ -24,7 +24,7 @@ from conversation_api.conversations import service as conversations
 from conversation_api.conversations.models import Conversation, HandoffState, Message, Sender
 from conversation_api.db import utcnow
 from conversation_api.errors import Conflict, ConversationNotFound
-from conversation_api.events.handoff import observe_csr_reply, record_handoff_transition
+from conversation_api.handoff.events import observe_csr_reply, record_handoff_transition
 from conversation_api.handoff.models import BotSync, ConversationHandoff, HandoffReason, HandoffTransition
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the API, the metrics summary from the database, and session tracking.
+"""Prometheus metrics of the API and session tracking.
 
 Other packages record through `conversation_api.metrics.instruments`
 (e.g. `observe_csr_first_response`, `count_handoff_transition`,

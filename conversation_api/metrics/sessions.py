@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conversation_api.background import PeriodicTask
-from conversation_api.conversations.models import BigIntId
-from conversation_api.db import Base, execute_together, utcnow
+from conversation_api.db import Base, BigIntId, execute_together, utcnow
 from conversation_api.metrics.instruments import SESSION_DURATION, count_message
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from conversation_api.bot import BotTurn
 from conversation_api.events.envelope import Event, EventType
-from conversation_api.events.turns import _rating, workflow_reports
+from conversation_api.turns import _rating, workflow_reports
 from tests.support.events import slot
 
 

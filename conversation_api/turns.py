@@ -93,7 +93,7 @@ class BotTurnRecord:
 def bot_turn_events(*, conversation: Conversation, message: Message, turn: BotTurn) -> BotTurnRecord:
     """intent.detected and each workflow event as outbox rows, in order, and the bot's feedback to store.
 
-    `handoff.requested` is recorded by the handoff state change itself (events/handoff.py).
+    `handoff.requested` is recorded by the handoff state change itself (handoff/events.py).
     """
     ids: dict[str, Any] = {
         "conversation_id": conversation.id,
@@ -157,7 +157,7 @@ async def record_bot_turn(
 ) -> TurnOutcome:
     """Record intent.detected, each workflow event and the bot's feedback, in the reply's transaction.
 
-    `handoff.requested` is recorded by the handoff state change itself (events/handoff.py).
+    `handoff.requested` is recorded by the handoff state change itself (handoff/events.py).
     """
     record = bot_turn_events(conversation=conversation, message=message, turn=turn)
     session.add_all([OutboxEvent(**row) for row in record.events])

@@ -1,0 +1,1 @@
+"""The business owners' figures, computed from the conversations, events and feedback tables."""
