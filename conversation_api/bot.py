@@ -31,15 +31,28 @@ class BotMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkflowOutcome:
+    """A workflow step an action reported (a booking made, an order placed, feedback given)."""
+
+    type: str  # a workflow event type of events/envelope.py, e.g. "appointment.booked"
+    workflow: str  # one of envelope.WORKFLOWS, or "other"
+    success: bool
+    data: dict[str, Any] = field(default_factory=dict)
+    rating: int | None = None  # feedback.received: the whole 1-5 rating, if it had one
+
+
+@dataclass(frozen=True, slots=True)
 class BotTurn:
-    """One user message run through the bot: its replies and what NLU understood."""
+    """One user message run through the bot, in our terms (the adapter translates the bot's own)."""
 
     messages: list[BotMessage]
     intent: str | None = None
     confidence: float | None = None
     entities: list[dict[str, Any]] = field(default_factory=list)
-    slots: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    # The bot asked for a human in this turn, for this reason ("" when it gave none).
+    handoff_reason: str | None = None
+    workflows: list[WorkflowOutcome] = field(default_factory=list)
+    # The bot's own state says paused (it would log but not answer).
     paused: bool = False
 
     @property

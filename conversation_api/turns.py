@@ -1,8 +1,7 @@
 """What the gateway records for a customer message and for a bot turn: events, feedback, metrics.
 
-The bot reports outcomes through slot events in its turn (the bot contract):
-`handoff_requested`/`handoff_reason`, and `workflow_events`, a list of
-`{"type", "workflow", "success", "data"}` that the actions fill in.
+The bot adapter hands over each turn's outcomes typed (`BotTurn.workflows`,
+`handoff_reason`); this module turns them into outbox events, feedback and metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversation_api.bot import BotTurn
 from conversation_api.conversations.models import Conversation, Message
-from conversation_api.events.envelope import WORKFLOW_EVENT_TYPES, WORKFLOWS, EventType
+from conversation_api.events.envelope import EventType
 from conversation_api.events.outbox import OutboxEvent, new_event, record_event
 from conversation_api.feedback import service as feedback
 from conversation_api.metrics import instruments
@@ -27,40 +26,6 @@ log = logging.getLogger(__name__)
 class TurnOutcome:
     workflows: list[tuple[str, bool]] = field(default_factory=list)
     rating: int | None = None
-
-
-def _slot_values(turn: BotTurn, name: str) -> list[Any]:
-    return [e.get("value") for e in turn.events if e.get("event") == "slot" and e.get("name") == name]
-
-
-def workflow_reports(turn: BotTurn) -> list[dict[str, Any]]:
-    """The well-formed workflow outcomes the actions reported in this turn, in order."""
-    reports: list[dict[str, Any]] = []
-    for value in _slot_values(turn, "workflow_events"):
-        for report in value if isinstance(value, list) else []:
-            if not isinstance(report, dict) or report.get("type") not in WORKFLOW_EVENT_TYPES:
-                log.warning("ignored malformed workflow event report=%r", report)
-                continue
-            data = report.get("data")
-            reports.append(
-                {
-                    "type": report["type"],
-                    "workflow": report.get("workflow") if report.get("workflow") in WORKFLOWS else "other",
-                    "success": bool(report.get("success")),
-                    "data": data if isinstance(data, dict) else {},
-                }
-            )
-    return reports
-
-
-def _rating(data: dict[str, Any]) -> int | None:
-    """A whole 1-5 rating; entity values arrive as strings, so "4" counts too."""
-    rating = data.get("rating")
-    if isinstance(rating, str) and rating.strip().isdigit():
-        rating = int(rating)
-    if isinstance(rating, bool) or not isinstance(rating, int):
-        return None
-    return rating if 1 <= rating <= 5 else None
 
 
 def user_message_event(*, conversation: Conversation, message: Message) -> dict[str, Any]:
@@ -112,26 +77,20 @@ def bot_turn_events(*, conversation: Conversation, message: Message, turn: BotTu
         **ids,
     )
     record.events.append(intent)
-    for report in workflow_reports(turn):
+    for outcome in turn.workflows:
         _, row = new_event(
-            type=report["type"],
-            payload={
-                "workflow": report["workflow"],
-                "success": report["success"],
-                "source": "bot",
-                "data": report["data"],
-            },
+            type=outcome.type,
+            payload={"workflow": outcome.workflow, "success": outcome.success, "source": "bot", "data": outcome.data},
             **ids,
         )
         record.events.append(row)
-        record.outcome.workflows.append((report["workflow"], report["success"]))
-        if report["type"] == EventType.feedback_received and report["success"]:
-            rating = _rating(report["data"])
-            if rating is None:
+        record.outcome.workflows.append((outcome.workflow, outcome.success))
+        if outcome.type == EventType.feedback_received and outcome.success:
+            if outcome.rating is None:
                 log.warning("bot feedback without a 1-5 rating conversation_id=%s", conversation.id)
                 continue
-            comment = report["data"].get("comment")
-            record.ratings.append((rating, str(comment) if comment else None))
+            comment = outcome.data.get("comment")
+            record.ratings.append((outcome.rating, str(comment) if comment else None))
     return record
 
 

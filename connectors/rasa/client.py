@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 import aiohttp
 
-from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
+from connectors.rasa.outcome import parse_turn
+from conversation_api.bot import BotTurn, BotUnavailable
 from conversation_api.metrics.instruments import BOT_REPLICA_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -27,28 +28,6 @@ RESUME_EVENTS: list[dict[str, Any]] = [
     {"event": "slot", "name": "handoff_requested", "value": False},
     {"event": "slot", "name": "handoff_reason", "value": None},
 ]
-
-
-def _message(raw: dict[str, Any]) -> BotMessage:
-    custom = raw.get("custom")
-    return BotMessage(
-        text=raw.get("text") or "",
-        buttons=raw.get("buttons") or None,
-        image=raw.get("image") or None,
-        custom=custom if isinstance(custom, dict) else ({"value": custom} if custom else None),
-    )
-
-
-def parse_turn(body: dict[str, Any]) -> BotTurn:
-    return BotTurn(
-        messages=[_message(m) for m in body.get("messages", [])],
-        intent=body.get("intent"),
-        confidence=body.get("confidence"),
-        entities=list(body.get("entities") or []),
-        slots=dict(body.get("slots") or {}),
-        events=list(body.get("events") or []),
-        paused=bool(body.get("paused", False)),
-    )
 
 
 class Replica:

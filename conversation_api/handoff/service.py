@@ -178,33 +178,17 @@ async def request_human(
     return row
 
 
-def _slot_values(turn: BotTurn, name: str) -> list[Any]:
-    return [e.get("value") for e in turn.events if e.get("event") == "slot" and e.get("name") == name]
-
-
 def requested_reason(turn: BotTurn) -> str | None:
-    """The handoff reason if the bot set `handoff_requested` to true in this turn (the bot contract)."""
-    if True not in _slot_values(turn, "handoff_requested"):
+    """The handoff reason if the bot asked for a human in this turn (the bot contract's reasons only)."""
+    if turn.handoff_reason is None:
         return None
-    reasons = [r for r in _slot_values(turn, "handoff_reason") if r]
-    reason = reasons[-1] if reasons else HandoffReason.customer_request.value
+    reason = turn.handoff_reason or HandoffReason.customer_request.value
     return reason if reason in REQUEST_REASONS else HandoffReason.workflow.value
 
 
 def lowest_rating_given(turn: BotTurn) -> bool:
-    """Whether a `feedback.received` workflow event in this turn carries the lowest rating."""
-    for value in _slot_values(turn, "workflow_events"):
-        for event in value if isinstance(value, list) else []:
-            if not isinstance(event, dict) or event.get("type") != "feedback.received":
-                continue
-            data = event.get("data")
-            rating = data.get("rating") if isinstance(data, dict) else None
-            try:
-                if rating is not None and int(rating) == LOWEST_RATING:
-                    return True
-            except (TypeError, ValueError):
-                continue
-    return False
+    """Whether a `feedback.received` outcome in this turn carries the lowest rating."""
+    return any(w.type == "feedback.received" and w.rating == LOWEST_RATING for w in turn.workflows)
 
 
 async def _count_fallbacks(session: AsyncSession, conversation: Conversation, turn: BotTurn) -> int:

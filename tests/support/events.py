@@ -15,6 +15,7 @@ import redis
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.settings import Settings
 from tests.support.database import drop_schema, migrate, new_schema_name, postgres_settings, sqlite_settings
@@ -99,7 +100,7 @@ class ScriptedBot:
             data = {"rating": int(rating), "comment": " ".join(comment) or None}
             report = {"type": "feedback.received", "workflow": "feedback", "success": True, "data": data}
             events.append(slot("workflow_events", [report]))
-        return BotTurn(
+        return rasa_turn(
             messages=[BotMessage(text=f"re: {text}")],
             intent=intent,
             confidence=0.8,

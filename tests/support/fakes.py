@@ -6,6 +6,7 @@ import asyncio
 import random
 from typing import Any
 
+from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import BotMessage, BotTurn, BotUnavailable
 
 
@@ -75,7 +76,7 @@ class ScriptedBot(FakeBot):
         if self.fail:
             raise BotUnavailable("fake bot told to fail")
         if text == "human please":
-            return BotTurn(
+            return rasa_turn(
                 messages=[BotMessage(text="A member of our team will reply here shortly.")],
                 intent="request_human",
                 confidence=0.98,
@@ -90,7 +91,7 @@ class ScriptedBot(FakeBot):
         if text.startswith("rate "):
             rating = int(text.split()[1])
             event = {"type": "feedback.received", "workflow": "feedback", "success": True, "data": {"rating": rating}}
-            return BotTurn(
+            return rasa_turn(
                 messages=[BotMessage(text="Thanks for your feedback!")],
                 intent="give_feedback",
                 confidence=0.95,
@@ -98,7 +99,7 @@ class ScriptedBot(FakeBot):
                 events=[slot("workflow_events", [event])],
             )
         if text == "escalate":
-            return BotTurn(
+            return rasa_turn(
                 messages=[BotMessage(text="I'll pass this to our team.")],
                 intent="book_appointment",
                 confidence=0.9,

@@ -2,9 +2,10 @@
 
 from datetime import UTC, datetime
 
-from conversation_api.bot import BotTurn
+from connectors.rasa.outcome import parse_rating as _rating
+from connectors.rasa.outcome import rasa_turn, workflow_outcomes
+from conversation_api.bot import WorkflowOutcome
 from conversation_api.events.envelope import Event, EventType
-from conversation_api.turns import _rating, workflow_reports
 from tests.support.events import slot
 
 
@@ -26,20 +27,28 @@ def test_the_envelope_round_trips_through_json() -> None:
 def test_workflow_reports_keep_well_formed_entries_in_order() -> None:
     booked = {"type": "appointment.booked", "workflow": "booking", "success": True, "data": {"id": 1}}
     failed = {"type": "order.placed", "workflow": "order", "success": False}
-    turn = BotTurn(
-        messages=[],
-        events=[
-            slot("workflow_events", [booked, {"type": "order.shipped"}, "junk", failed]),
-            slot("other", [booked]),
-            slot("workflow_events", None),
-            slot("workflow_events", [{"type": "contact.updated", "workflow": "made_up", "success": 1, "data": "x"}]),
-        ],
-    )
-    assert workflow_reports(turn) == [
-        booked,
-        {"type": "order.placed", "workflow": "order", "success": False, "data": {}},
-        {"type": "contact.updated", "workflow": "other", "success": True, "data": {}},
+    turn_events = [
+        slot("workflow_events", [booked, {"type": "order.shipped"}, "junk", failed]),
+        slot("other", [booked]),
+        slot("workflow_events", None),
+        slot("workflow_events", [{"type": "contact.updated", "workflow": "made_up", "success": 1, "data": "x"}]),
     ]
+    turn = rasa_turn(events=turn_events)
+    assert (
+        turn.workflows
+        == workflow_outcomes(turn_events)
+        == [
+            WorkflowOutcome(type="appointment.booked", workflow="booking", success=True, data={"id": 1}),
+            WorkflowOutcome(type="order.placed", workflow="order", success=False, data={}),
+            WorkflowOutcome(type="contact.updated", workflow="other", success=True, data={}),
+        ]
+    )
+
+
+def test_a_feedback_outcome_carries_its_parsed_rating() -> None:
+    rated = {"type": "feedback.received", "workflow": "feedback", "success": True, "data": {"rating": "2"}}
+    [outcome] = rasa_turn(events=[slot("workflow_events", [rated])]).workflows
+    assert outcome.rating == 2
 
 
 def test_only_whole_ratings_from_one_to_five_count() -> None:

@@ -103,3 +103,22 @@ async def test_concurrent_messages_to_one_conversation_are_serialised(sessions) 
         assert user.sender is Sender.user
         assert echo.text == f"echo: {user.text}"
         assert buttons.text == "pick one"
+
+
+async def test_a_bot_that_says_paused_while_the_conversation_is_the_bots_is_resumed(sessions) -> None:
+    """Rasa missed a resume (the conversation came back from a human while Rasa was down): repaired, counted."""
+    from dataclasses import replace
+
+    from conversation_api.metrics.instruments import BOT_PAUSE_REPAIRED
+
+    class PausedBot(FakeBot):
+        async def send(self, **kwargs):  # type: ignore[no-untyped-def]
+            return replace(await super().send(**kwargs), paused=True)
+
+    bot = PausedBot()
+    before = BOT_PAUSE_REPAIRED._value.get()
+    reply = await MessageGateway(sessions=sessions, bot=bot, locks=InProcessLocks()).handle(
+        user_id="alice", conversation_id=None, text="hello?"
+    )
+    assert bot.control == [("resume", reply.conversation_id)]
+    assert BOT_PAUSE_REPAIRED._value.get() == before + 1

@@ -2,13 +2,14 @@
 
 import pytest
 
+from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import BotTurn
 from conversation_api.handoff.service import lowest_rating_given, requested_reason
 from tests.support.fakes import slot
 
 
 def turn(*events: dict) -> BotTurn:
-    return BotTurn(messages=[], events=list(events))
+    return rasa_turn(events=list(events))
 
 
 def feedback(rating: object) -> dict:
