@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -17,9 +16,18 @@ from conversation_api.conversations.schemas import (
     SendMessageRequest,
     SendMessageResponse,
 )
-from conversation_api.deps import CurrentUser, GatewayDep, SessionDep, may_act_as, may_read_user
+from conversation_api.deps import (
+    AuthenticatedRoute,
+    CurrentUser,
+    GatewayDep,
+    MessageRate,
+    SessionDep,
+    may_act_as,
+    may_read_user,
+)
+from conversation_api.params import BIGINT_MAX, IsoDateTime
 
-router = APIRouter(prefix="/api/v1", tags=["conversations"])
+router = APIRouter(prefix="/api/v1", tags=["conversations"], route_class=AuthenticatedRoute)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, expired or forged token."},
@@ -31,11 +39,17 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "database stays stored; the body carries `conversation_id` and `message_id`."
     },
 }
+SEND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"description": "The body is not valid UTF-8 (`malformed_body`)."},
+    413: {"description": "The body is over MAX_BODY_BYTES (`payload_too_large`)."},
+    429: {"description": "Over RATE_LIMIT_MESSAGES for this user (`rate_limited`); `Retry-After` says when to retry."},
+}
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-@router.post("/messages", response_model=SendMessageResponse, responses=ERRORS)
+@router.post("/messages", response_model=SendMessageResponse, responses=SEND_ERRORS, dependencies=[MessageRate])
 async def send_message(body: SendMessageRequest, principal: CurrentUser, gateway: GatewayDep) -> SendMessageResponse:
     """Send a customer message; the bot's reply (or, after a handoff, an empty one) comes back."""
     may_act_as(principal, body.user_id)
@@ -56,7 +70,7 @@ async def conversation_history(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only messages with a smaller id.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="Only messages with a smaller id.")] = None,
 ) -> HistoryResponse:
     """The conversation's messages, oldest first, a page at a time."""
     may_read_user(principal, user_id)
@@ -78,7 +92,9 @@ async def list_conversations(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[datetime | None, Query(description="Only conversations last active before this time.")] = None,
+    before: Annotated[
+        IsoDateTime | None, Query(description="Only conversations last active before this time, ISO 8601.")
+    ] = None,
 ) -> ConversationListResponse:
     """The user's conversations, most recently active first."""
     may_read_user(principal, user_id)
