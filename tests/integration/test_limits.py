@@ -9,14 +9,16 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from conversation_api.settings import Settings
 from tests.conftest import TokenFactory, auth, running_app
+from tests.support.database import POSTGRES_URL, plain_dsn
 from tests.support.events import metric_value, redis_server
 from tests.support.fakes import FakeBot
 from tests.support.processes import free_port
@@ -272,3 +274,28 @@ async def test_redis_down_limits_in_the_process_instead_of_failing(
             after = metric_value((await http.get("/metrics")).text, "reviewbot_rate_limit_store_failures_total")
             assert after >= before + 1
             assert "rate limit store unavailable" in caplog.text
+
+
+# --- stale pooled connections ---------------------------------------------------------------------------
+
+
+async def test_pooled_connections_the_database_dropped_are_replaced(pg_settings: Settings, token: TokenFactory) -> None:
+    kim = new_user("pool-kim")
+    # Background loops asleep, so that only the requests here use the pool.
+    quiet = pg_settings.model_copy(
+        update={"event_relay_interval": 3600, "handoff_sweep_interval": 3600, "session_idle_gap_seconds": 7200}
+    )
+    async for app, http in running_app(quiet, bot=FakeBot()):
+        url = f"/api/v1/user/{kim}/conversations"
+        assert (await http.get(url, headers=auth(token(kim)))).status_code == 200
+        # Ending every pooled connection's backend is what a PostgreSQL restart does to them.
+        engine = app.state.container.engine
+        async with AsyncExitStack() as held:
+            connections = [await held.enter_async_context(engine.connect()) for _ in range(engine.pool.checkedin())]
+            pids = [(await c.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one() for c in connections]
+        with psycopg.connect(plain_dsn(POSTGRES_URL), autocommit=True) as admin:
+            for pid in pids:
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        assert pids
+        for _ in range(3):
+            assert (await http.get(url, headers=auth(token(kim)))).status_code == 200
