@@ -8,6 +8,9 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
+# PostgreSQL text cannot hold NUL; refused in validation (422) rather than failing in the database (500).
+NO_NUL = r"^[^\x00]*$"
+
 # Message ids are PostgreSQL bigints: a larger `before` would fail in the database, not in validation.
 BIGINT_MAX = 2**63 - 1
 

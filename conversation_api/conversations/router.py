@@ -25,7 +25,7 @@ from conversation_api.deps import (
     may_act_as,
     may_read_user,
 )
-from conversation_api.params import BIGINT_MAX, IsoDateTime
+from conversation_api.params import BIGINT_MAX, NO_NUL, IsoDateTime
 
 router = APIRouter(prefix="/api/v1", tags=["conversations"], route_class=AuthenticatedRoute)
 
@@ -46,7 +46,7 @@ SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Over RATE_LIMIT_MESSAGES for this user (`rate_limited`); `Retry-After` says when to retry."},
 }
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
 @router.post("/messages", response_model=SendMessageResponse, responses=SEND_ERRORS, dependencies=[MessageRate])
@@ -66,7 +66,7 @@ async def send_message(body: SendMessageRequest, principal: CurrentUser, gateway
 @router.get("/user/{user_id}/messages/{conversation_id}", response_model=HistoryResponse, responses=ERRORS)
 async def conversation_history(
     user_id: UserIdPath,
-    conversation_id: Annotated[str, Path(max_length=64)],
+    conversation_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,

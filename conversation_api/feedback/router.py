@@ -11,6 +11,7 @@ from conversation_api.deps import AuthenticatedRoute, CurrentUser, SessionDep
 from conversation_api.feedback import service
 from conversation_api.feedback.schemas import FeedbackOut, FeedbackRequest
 from conversation_api.metrics.instruments import observe_feedback
+from conversation_api.params import NO_NUL
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"], route_class=AuthenticatedRoute)
 
@@ -33,7 +34,7 @@ router = APIRouter(prefix="/api/v1", tags=["feedback"], route_class=Authenticate
     },
 )
 async def give_feedback(
-    conversation_id: Annotated[str, Path(max_length=64)],
+    conversation_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     body: FeedbackRequest,
     principal: CurrentUser,
     session: SessionDep,

@@ -25,6 +25,7 @@ from conversation_api.handoff.schemas import (
     ResolveRequest,
     TranscriptResponse,
 )
+from conversation_api.params import NO_NUL
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ async def staff_only(principal: CurrentUser) -> Principal:
 
 
 Staff = Annotated[Principal, Depends(staff_only)]
-ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
+ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 
 router = APIRouter(prefix="/api/v1/csr", tags=["csr"], route_class=AuthenticatedRoute)
 
