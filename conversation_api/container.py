@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+from limits.aio.storage import RedisStorage
+from redis.asyncio import ConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conversation_api.auth import TokenDecoder
@@ -21,6 +22,7 @@ from conversation_api.handoff.bot_sync import TrackerSync
 from conversation_api.handoff.sweeper import HandoffSweeper
 from conversation_api.locks import ConversationLocks, InProcessLocks, PostgresLocks
 from conversation_api.metrics import sessions as session_metrics
+from conversation_api.ratelimit import MessageRateLimiter
 from conversation_api.redrive import Redriver
 from conversation_api.settings import Settings
 from conversation_api.unit_of_work import ConversationUnitOfWork
@@ -47,6 +49,8 @@ class Container:
     session_sweeper: session_metrics.SessionSweeper
     uow: ConversationUnitOfWork
     redriver: Redriver
+    rate_limiter: MessageRateLimiter
+    rate_limit_pool: ConnectionPool | None = None
     whatsapp: WhatsAppConnector | None = None
 
     def start(self) -> None:
@@ -67,6 +71,8 @@ class Container:
         await self.bot.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.rate_limit_pool is not None:
+            await self.rate_limit_pool.aclose()
         await self.engine.dispose()
 
 
@@ -95,6 +101,7 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bus = build_bus(settings)
     session_metrics.configure(idle_gap_seconds=settings.session_idle_gap_seconds)
     gateway = MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync)
+    rate_limiter, rate_limit_pool = build_rate_limiter(settings)
     container = Container(
         settings=settings,
         engine=engine,
@@ -135,6 +142,8 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
             min_age=settings.bot_redrive_min_age_seconds,
             max_age=settings.bot_redrive_max_age_seconds,
         ),
+        rate_limiter=rate_limiter,
+        rate_limit_pool=rate_limit_pool,
     )
     if settings.whatsapp_enabled:
         from connectors.whatsapp.bootstrap import build_whatsapp
@@ -152,3 +161,21 @@ def build_bus(settings: Settings) -> EventBus:
     # Its own client with timeouts: a hung Redis must not hold the relay's database transaction.
     client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     return RedisStreamsBus(client, prefix=settings.events_stream_prefix, maxlen=settings.events_stream_maxlen)
+
+
+def build_rate_limiter(settings: Settings) -> tuple[MessageRateLimiter, ConnectionPool | None]:
+    """RATE_LIMIT_MESSAGES per user, in Redis when RATE_LIMIT_REDIS_URL or REDIS_URL is set (shared by
+    replicas), otherwise in this process."""
+    url = settings.rate_limit_store_url
+    if not settings.rate_limit_messages or not url:
+        return MessageRateLimiter(settings.rate_limit_messages), None
+    # Short timeouts: a hung Redis costs one message half a second, then the limiter falls back for a while.
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    storage = RedisStorage(
+        "async+" + url,
+        implementation="redispy",
+        wrap_exceptions=True,
+        key_prefix="reviewbot:ratelimit",
+        connection_pool=pool,  # type: ignore[arg-type]
+    )
+    return MessageRateLimiter(settings.rate_limit_messages, shared=storage), pool

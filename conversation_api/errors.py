@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +19,7 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -50,6 +55,15 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class RateLimited(ApiError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class BotUnavailableError(ApiError):
     """The message was stored but the bot could not answer it."""
 
@@ -81,12 +95,46 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"code": code, "detail": detail, **extra}
 
 
+# Echoed inputs are cut to this many characters: a 422 must not send a large body back.
+MAX_ECHOED_INPUT = 200
+
+# Starlette's own errors (unknown route, wrong method, unparseable or oversized body) in the same shape.
+HTTP_CODES = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
 async def _api_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+    headers = dict(error.headers or {})
+    if error.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if error.status_code == 503:
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
     return JSONResponse(error_body(error.code, error.detail, **error.extra), error.status_code, headers=headers)
+
+
+async def _http_error(_: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = HTTP_CODES.get(error.status_code, "http_error")
+    return JSONResponse(error_body(code, str(error.detail)), error.status_code, headers=error.headers)
+
+
+def _clipped(value: Any) -> Any:
+    if isinstance(value, str | bytes):
+        text = value if isinstance(value, str) else value.decode(errors="replace")
+        return text if len(text) <= MAX_ECHOED_INPUT else text[:MAX_ECHOED_INPUT] + "…"
+    encoded = jsonable_encoder(value)
+    if isinstance(encoded, dict | list):
+        text = json.dumps(encoded, ensure_ascii=False)
+        if len(text) > MAX_ECHOED_INPUT:
+            return text[:MAX_ECHOED_INPUT] + "…"
+    return encoded
+
+
+async def _invalid_request(_: Request, error: Exception) -> JSONResponse:
+    """FastAPI's 422 (`detail` lists the errors, each naming its field), with every echoed input clipped."""
+    assert isinstance(error, RequestValidationError)
+    errors = [{**e, "input": _clipped(e["input"])} if "input" in e else e for e in error.errors()]
+    return JSONResponse({"code": "invalid_request", "detail": jsonable_encoder(errors)}, 422)
 
 
 async def _database_down(request: Request, error: Exception) -> JSONResponse:
@@ -97,5 +145,7 @@ async def _database_down(request: Request, error: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError):
         app.add_exception_handler(error, _database_down)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from connectors.whatsapp import webhook as whatsapp_webhook
 from conversation_api import health
+from conversation_api.body_limit import BodySizeLimit
 from conversation_api.bot import Bot
 from conversation_api.container import build_container
 from conversation_api.conversations.router import router as conversations_router
@@ -28,6 +29,9 @@ customer service representative's) replies come out, and every message is kept.
 
 Client calls need `Authorization: Bearer <JWT>` (HS256, claims `sub`, `role`, `exp`).
 """
+
+# Meta's webhook has its own cap (WHATSAPP_MAX_BODY_BYTES): a batch of notifications can be larger.
+WHATSAPP_WEBHOOK = "/webhooks/whatsapp"
 
 
 def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> FastAPI:
@@ -62,6 +66,12 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.include_router(dashboard_router)
     app.add_middleware(PrometheusMiddleware)
     app.include_router(whatsapp_webhook.router)
+    # Added last, so it runs first: nothing reads a body before the cap is applied.
+    app.add_middleware(
+        BodySizeLimit,
+        default=settings.max_body_bytes,
+        by_path={WHATSAPP_WEBHOOK: settings.whatsapp_max_body_bytes},
+    )
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
+from limits import parse as parse_rate_limit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -63,6 +64,18 @@ class Settings(BaseSettings):
     )
     jwt_ttl_seconds: int = 3600
     log_level: str = "INFO"
+    # Request limits (conversation_api/body_limit.py, conversation_api/ratelimit.py).
+    max_body_bytes: int = Field(
+        default=65_536, gt=0, description="Largest request body, in bytes (the WhatsApp webhook has its own)."
+    )
+    rate_limit_messages: str | None = Field(
+        default="30/minute",
+        description="Messages one user may send (POST /api/v1/messages, CSR replies), e.g. `30/minute`; "
+        "empty or 0 turns the limit off.",
+    )
+    rate_limit_redis_url: str | None = Field(
+        default=None, description="Redis for the rate limit's windows; REDIS_URL when unset; in-process when both are."
+    )
     # Events and metrics (conversation_api/events, conversation_api/metrics).
     events_redis_url: str | None = Field(
         default=None, description="Redis for the event streams; REDIS_URL when unset; in-process when both are."
@@ -108,6 +121,7 @@ class Settings(BaseSettings):
     @field_validator(
         "redis_url",
         "events_redis_url",
+        "rate_limit_redis_url",
         "rasa_token",
         "rasa_urls",
         "jwt_public_key",
@@ -118,6 +132,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("rate_limit_messages", mode="before")
+    @classmethod
+    def _valid_rate(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and value.strip() in ("", "0")):
+            return None
+        if isinstance(value, str):
+            parse_rate_limit(value)  # raises ValueError naming what it could not read
+        return value
 
     @field_validator("rasa_url", "whatsapp_graph_url")
     @classmethod
@@ -172,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def event_bus_url(self) -> str | None:
         return self.events_redis_url or self.redis_url
+
+    @property
+    def rate_limit_store_url(self) -> str | None:
+        return self.rate_limit_redis_url or self.redis_url
 
 
 @lru_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query
@@ -18,10 +17,19 @@ from conversation_api.conversations.schemas import (
     SendMessageRequest,
     SendMessageResponse,
 )
-from conversation_api.deps import CurrentUser, GatewayDep, SessionDep, may_act_as, may_read_user
+from conversation_api.deps import (
+    AuthenticatedRoute,
+    CurrentUser,
+    GatewayDep,
+    MessageRate,
+    SessionDep,
+    may_act_as,
+    may_read_user,
+)
 from conversation_api.errors import InvalidRequest
+from conversation_api.params import BIGINT_MAX, NO_NUL, IsoDateTime
 
-router = APIRouter(prefix="/api/v1", tags=["conversations"])
+router = APIRouter(prefix="/api/v1", tags=["conversations"], route_class=AuthenticatedRoute)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, expired or forged token."},
@@ -33,10 +41,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "database stays stored; the body carries `conversation_id` and `message_id`."
     },
 }
-
 SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
+    400: {"description": "The body is not valid UTF-8 (`malformed_body`)."},
+    413: {"description": "The body is over MAX_BODY_BYTES (`payload_too_large`)."},
     409: {"description": "`client_message_id` was used before for a message in another conversation."},
+    429: {"description": "Over RATE_LIMIT_MESSAGES for this user (`rate_limited`); `Retry-After` says when to retry."},
     503: {
         "description": "The database or the bot is unavailable, or earlier messages of the conversation "
         "are still being answered (`conversation_busy`); see `Retry-After`. A user message that reached the "
@@ -45,10 +55,10 @@ SEND_ERRORS: dict[int | str, dict[str, Any]] = {
     },
 }
 
-UserIdPath = Annotated[str, Path(min_length=1, max_length=128)]
+UserIdPath = Annotated[str, Path(min_length=1, max_length=128, pattern=NO_NUL)]
 
 
-@router.post("/messages", response_model=SendMessageResponse, responses=SEND_ERRORS)
+@router.post("/messages", response_model=SendMessageResponse, responses=SEND_ERRORS, dependencies=[MessageRate])
 async def send_message(
     body: SendMessageRequest,
     principal: CurrentUser,
@@ -86,11 +96,11 @@ async def send_message(
 @router.get("/user/{user_id}/messages/{conversation_id}", response_model=HistoryResponse, responses=ERRORS)
 async def conversation_history(
     user_id: UserIdPath,
-    conversation_id: Annotated[str, Path(max_length=64)],
+    conversation_id: Annotated[str, Path(max_length=64, pattern=NO_NUL)],
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Only messages with a smaller id.")] = None,
+    before: Annotated[int | None, Query(ge=1, le=BIGINT_MAX, description="Only messages with a smaller id.")] = None,
 ) -> HistoryResponse:
     """The conversation's messages, oldest first, a page at a time."""
     may_read_user(principal, user_id)
@@ -112,7 +122,9 @@ async def list_conversations(
     principal: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[datetime | None, Query(description="Only conversations last active before this time.")] = None,
+    before: Annotated[
+        IsoDateTime | None, Query(description="Only conversations last active before this time, ISO 8601.")
+    ] = None,
 ) -> ConversationListResponse:
     """The user's conversations, most recently active first."""
     may_read_user(principal, user_id)

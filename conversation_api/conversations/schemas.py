@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from conversation_api.conversations.models import Conversation, HandoffState, Message, Sender
+from conversation_api.params import NO_NUL
 
 MAX_MESSAGE_CHARS = 4096
 
@@ -19,7 +20,9 @@ def _not_blank(value: str) -> str:
 
 
 # A message a person writes (customer or CSR): 1 to 4096 characters, not only white space.
-MessageText = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS), AfterValidator(_not_blank)]
+MessageText = Annotated[
+    str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL), AfterValidator(_not_blank)
+]
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -43,9 +46,9 @@ class SendMessageRequest(BaseModel):
     )
 
     conversation_id: str | None = Field(
-        default=None, max_length=64, description="Empty or missing to start a new conversation."
+        default=None, max_length=64, pattern=NO_NUL, description="Empty or missing to start a new conversation."
     )
-    user_id: str = Field(min_length=1, max_length=128, description="Must be the caller's own user id.")
+    user_id: str = Field(min_length=1, max_length=128, pattern=NO_NUL, description="Must be the caller's own user id.")
     message: MessageText
     client_message_id: ClientMessageId | None = Field(
         default=None,

@@ -16,6 +16,7 @@ from conversation_api.auth import Role
 from conversation_api.dashboard import summary as figures
 from conversation_api.deps import CurrentUser, SessionDep
 from conversation_api.errors import ApiError, Forbidden
+from conversation_api.params import IsoDateTime
 
 router = APIRouter(tags=["metrics"])
 
@@ -92,15 +93,16 @@ def _utc(moment: datetime) -> datetime:
         401: {"description": "Missing, expired or forged token."},
         403: {"description": "Only admins read the summary."},
         422: {"description": "`from` is not before `to`, or a date is malformed."},
+        503: {"description": "The database is unavailable (`database_unavailable`)."},
     },
 )
 async def metrics_summary(
     principal: CurrentUser,
     session: SessionDep,
     from_: Annotated[
-        datetime | None, Query(alias="from", description="Start (inclusive), ISO 8601; default `to` - 7 days.")
+        IsoDateTime | None, Query(alias="from", description="Start (inclusive), ISO 8601; default `to` - 7 days.")
     ] = None,
-    to: Annotated[datetime | None, Query(description="End (exclusive), ISO 8601; default now. Naive = UTC.")] = None,
+    to: Annotated[IsoDateTime | None, Query(description="End (exclusive), ISO 8601; default now. Naive = UTC.")] = None,
 ) -> dict[str, Any]:
     """The seed's business figures for a period, computed from the database."""
     if principal.role is not Role.admin:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conversation_api.conversations.schemas import as_utc
 from conversation_api.feedback.models import Feedback
+from conversation_api.params import NO_NUL
 
 MAX_COMMENT_CHARS = 2000
 
@@ -16,7 +17,7 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rating": 5, "comment": "Quick!"}]})
 
     rating: int = Field(ge=1, le=5, description="1 (very unhappy) to 5 (very happy).")
-    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS)
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT_CHARS, pattern=NO_NUL)
 
     @field_validator("comment")
     @classmethod

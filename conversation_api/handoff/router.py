@@ -6,14 +6,14 @@ Every route needs a `csr` or `admin` token; a `client` token gets 403.
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 
 from conversation_api.auth import Principal
 from conversation_api.conversations.models import HandoffState
 from conversation_api.conversations.schemas import MessageOut
-from conversation_api.deps import ContainerDep, CurrentUser, SessionDep
+from conversation_api.deps import AuthenticatedRoute, ContainerDep, CurrentUser, MessageRate, SessionDep
 from conversation_api.errors import ApiError, Forbidden
 from conversation_api.handoff import service
 from conversation_api.handoff.schemas import (
@@ -25,6 +25,7 @@ from conversation_api.handoff.schemas import (
     ResolveRequest,
     TranscriptResponse,
 )
+from conversation_api.params import NO_NUL
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ async def staff_only(principal: CurrentUser) -> Principal:
 
 
 Staff = Annotated[Principal, Depends(staff_only)]
-ConversationId = Annotated[str, Path(min_length=1, max_length=64)]
+ConversationId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_NUL)]
 
-router = APIRouter(prefix="/api/v1/csr", tags=["csr"])
+router = APIRouter(prefix="/api/v1/csr", tags=["csr"], route_class=AuthenticatedRoute)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing, expired or forged token."},
@@ -53,7 +54,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Unknown conversation."},
     409: {"description": "The conversation's state does not allow this (`detail` says why; `claimed_by` if claimed)."},
     422: {"description": "Invalid body or parameters; `detail` names the field."},
+    503: {"description": "The database is unavailable (`database_unavailable`)."},
 }
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"description": "The body is not valid UTF-8 (`malformed_body`)."},
+    413: {"description": "The body is over MAX_BODY_BYTES (`payload_too_large`)."},
+}
+
+# The queue holds handed-off conversations only; one the bot handles is never in it.
+QueueState = Literal[HandoffState.pending_human, HandoffState.with_human]
 
 
 @router.get("/queue", response_model=QueueResponse, responses=ERRORS)
@@ -61,16 +71,14 @@ async def csr_queue(
     principal: Staff,
     session: SessionDep,
     state: Annotated[
-        HandoffState | None,
+        QueueState | None,
         Query(description="`pending_human` (default: waiting for a CSR) or `with_human` (claimed)."),
     ] = None,
     mine: Annotated[bool, Query(description="Only conversations claimed by the caller.")] = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
 ) -> QueueResponse:
     """Handed-off conversations, longest waiting first, with customer, last message and intents seen."""
-    wanted = state or HandoffState.pending_human
-    if wanted is HandoffState.bot:
-        raise ApiError("state must be pending_human or with_human")
+    wanted = HandoffState(state or HandoffState.pending_human)
     entries = await service.queue(
         session=session, states=[wanted], claimed_by=principal.user_id if mine else None, limit=limit
     )
@@ -102,7 +110,15 @@ async def csr_claim(conversation_id: ConversationId, principal: Staff, container
     "/conversations/{conversation_id}/messages",
     response_model=CsrMessageResponse,
     status_code=201,
-    responses={**ERRORS, 503: {"description": "Stored, but the customer's channel refused it (`message_id`)."}},
+    responses={
+        **BODY_ERRORS,
+        429: {"description": "Over RATE_LIMIT_MESSAGES for this CSR (`rate_limited`); `Retry-After` says when."},
+        503: {
+            "description": "Stored, but the customer's channel refused it (`delivery_failed`, `message_id`); "
+            "or the database is unavailable."
+        },
+    },
+    dependencies=[MessageRate],
 )
 async def csr_reply(
     conversation_id: ConversationId,
@@ -134,7 +150,7 @@ async def csr_reply(
     )
 
 
-@router.post("/conversations/{conversation_id}/resolve", response_model=Handling, responses=ERRORS)
+@router.post("/conversations/{conversation_id}/resolve", response_model=Handling, responses=BODY_ERRORS)
 async def csr_resolve(
     conversation_id: ConversationId,
     principal: Staff,

@@ -11,6 +11,7 @@ from conversation_api.conversations.models import HandoffState
 from conversation_api.conversations.schemas import MessageOut, MessageText, as_utc
 from conversation_api.handoff import service
 from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
+from conversation_api.params import NO_NUL
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -229,4 +230,6 @@ class CsrMessageResponse(BaseModel):
 class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "Booking moved to Monday."}]})
 
-    note: str | None = Field(default=None, max_length=2000, description="Why or how it was resolved (audit).")
+    note: str | None = Field(
+        default=None, max_length=2000, pattern=NO_NUL, description="Why or how it was resolved (audit)."
+    )

@@ -90,6 +90,10 @@ OUTBOX_BACKLOG = Gauge(
 WHATSAPP_SEND_FAILURES = Counter(
     "reviewbot_whatsapp_send_failures", "Messages the Graph API refused or that could not reach it, by code.", ["code"]
 )
+RATE_LIMIT_STORE_FAILURES = Counter(
+    "reviewbot_rate_limit_store_failures",
+    "Rate limit checks the shared store (Redis) failed; each starts a spell of limiting in this process.",
+)
 
 SENT_BY = {"user": "received", "bot": "sent", "csr": "sent"}
 

@@ -177,9 +177,34 @@ async def test_unknown_conversation_is_404(client: httpx.AsyncClient, token: Tok
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"before": 0}, {"limit": "many"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 501}, {"before": 0}, {"limit": "many"}, {"before": 2**63}, {"before": "1.5"}]
+)
 async def test_bad_pagination_is_422(client: httpx.AsyncClient, token: TokenFactory, params: dict) -> None:
     response = await client.get("/api/v1/user/frank/messages/x", params=params, headers=auth(token("frank")))
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("before", ["0.5", "1700000000", " 12 ", "-3e2", "yesterday"])
+async def test_date_time_parameters_take_iso_8601_not_numbers(
+    client: httpx.AsyncClient, token: TokenFactory, before: str
+) -> None:
+    response = await client.get(
+        "/api/v1/user/frank/conversations", params={"before": before}, headers=auth(token("frank"))
+    )
+    assert response.status_code == 422
+    ok = await client.get(
+        "/api/v1/user/frank/conversations", params={"before": "2026-11-25T14:00:00Z"}, headers=auth(token("frank"))
+    )
+    assert ok.status_code == 200
+
+
+async def test_nul_characters_are_refused_in_validation(client: httpx.AsyncClient, token: TokenFactory) -> None:
+    # PostgreSQL text cannot hold NUL: refused as a 422 before the database sees it.
+    for body in ({"user_id": "nul", "message": "a\x00b"}, {"user_id": "n\x00l", "message": "hi"}):
+        response = await client.post("/api/v1/messages", headers=auth(token("nul")), json=body)
+        assert response.status_code == 422, response.text
+    response = await client.get("/api/v1/user/nul/messages/a%00b", headers=auth(token("nul")))
     assert response.status_code == 422
 
 

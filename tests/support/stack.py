@@ -155,6 +155,8 @@ def api_env(settings: Settings, rasa_url: str) -> dict[str, str]:
         "RASA_TOKEN": RASA_TOKEN,
         "JWT_SECRET": settings.jwt_secret,
         "REDIS_URL": settings.redis_url or "",
+        "RATE_LIMIT_MESSAGES": settings.rate_limit_messages or "",
+        "MAX_BODY_BYTES": str(settings.max_body_bytes),
     }
 
 

@@ -20,7 +20,9 @@ def examples(path: Path) -> list[str]:
     found = []
     for block in (yaml.safe_load(path.read_text()) or {}).get("nlu") or []:
         if "intent" in block:
-            found += [line.strip()[2:] for line in (block.get("examples") or "").splitlines() if line.strip()[:2] == "- "]
+            found += [
+                line.strip()[2:] for line in (block.get("examples") or "").splitlines() if line.strip()[:2] == "- "
+            ]
     return found
 
 
@@ -40,4 +42,4 @@ def test_no_held_out_example_is_in_the_training_data() -> None:
 
 def test_the_normalisation_sees_through_annotations_case_and_punctuation() -> None:
     assert normalise("Where is my order [10234](order_id)?") == normalise("where is my order 10234")
-    assert normalise("book a [haircut]{\"entity\": \"service\"}!") == "book a haircut"
+    assert normalise('book a [haircut]{"entity": "service"}!') == "book a haircut"

@@ -40,3 +40,13 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.database_url == "postgresql+psycopg://postgres@127.0.0.1/test"
     assert settings.redis_url is None
     assert settings.rasa_url == "http://rasa:5005"
+
+
+@pytest.mark.parametrize(("given", "expected"), [("30/minute", "30/minute"), ("", None), ("0", None), (None, None)])
+def test_the_message_rate_is_a_limits_string_or_off(given: str | None, expected: str | None) -> None:
+    assert Settings(_env_file=None, rate_limit_messages=given).rate_limit_messages == expected
+
+
+def test_an_unreadable_message_rate_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        Settings(_env_file=None, rate_limit_messages="thirty a minute")
