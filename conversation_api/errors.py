@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
@@ -143,9 +144,18 @@ async def _database_down(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
+async def _redis_down(request: Request, error: Exception) -> JSONResponse:
+    # Nothing on a message's path needs Redis (locks are in PostgreSQL, the limiter falls back);
+    # should a Redis call ever escape, the client still gets a clear, retryable answer.
+    log.error("redis unavailable path=%s error=%s", request.url.path, type(error).__name__)
+    body = error_body("redis_unavailable", "a backing service (Redis) is unavailable; try again shortly")
+    return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError):
         app.add_exception_handler(error, _database_down)
+    app.add_exception_handler(RedisError, _redis_down)

@@ -284,3 +284,22 @@ async def test_readiness_reports_redis_without_gating_on_it(schema_settings) -> 
     assert ready.status_code == 200
     assert ready.json()["checks"]["redis"].startswith("error: ")
     assert ready.json()["checks"]["database"] == "ok"
+
+
+async def test_a_redis_error_that_escapes_is_a_json_503_not_a_plain_500(schema_settings) -> None:
+    from fastapi import APIRouter
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    app = create_app(schema_settings, bot=SlowBot())
+    probe = APIRouter()
+
+    @probe.get("/redis-probe")
+    async def redis_probe() -> None:
+        raise RedisConnectionError("Connection refused")
+
+    app.include_router(probe)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+        response = await client.get("/redis-probe")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json()["code"] == "redis_unavailable"
