@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 
 from limits.aio.storage import RedisStorage
 from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conversation_api.auth import TokenDecoder
@@ -84,9 +88,16 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(
         base_url=settings.rasa_replicas, token=settings.rasa_token, timeout=settings.rasa_timeout
     )
-    # Timeouts, so a hung Redis fails a call in seconds instead of hanging it.
+    # Timeouts, so a hung Redis fails a call in seconds instead of hanging it; one retry on a fresh
+    # connection, so the connections a Redis restart closed are replaced instead of failing a call.
     redis = (
-        Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=15)
+        Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         if settings.redis_url
         else None
     )
