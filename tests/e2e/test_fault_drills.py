@@ -17,6 +17,7 @@ Each drill prints its figures (run with -s to see them); they are in its asserti
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -115,11 +116,14 @@ class Drill:
     conversations: dict[str, str] = field(default_factory=dict)
     sent: list[tuple[str, str]] = field(default_factory=list)  # (user, client_message_id), in order
     notes: dict[str, object] = field(default_factory=dict)
+    in_flight: int = 0  # posts sent and not answered yet
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def post(self, user: str, key: str, text: str) -> Attempt:
         started, wall_started = time.monotonic(), time.time()
         body: dict[str, Any] | None = None
+        with self._lock:
+            self.in_flight += 1
         try:
             response = self.stack.client.post(
                 "/api/v1/messages",
@@ -140,10 +144,17 @@ class Drill:
             user, key, started, time.monotonic(), status, body, retry_after, raw, (wall_started, time.time())
         )
         with self._lock:
+            self.in_flight -= 1
             self.attempts.append(attempt)
             if status == 200 and body and user not in self.conversations:
                 self.conversations[user] = body["conversation_id"]
         return attempt
+
+    def wait_for_turns_in_flight(self, count: int, timeout: float = 5) -> None:
+        """Until `count` posts are being answered: a fault then lands inside turns, not between them."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight < count and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def send_until_answered(self, user: str, key: str, text: str, deadline: float) -> Attempt:
         """Post; after a 503 wait what Retry-After says and post the same message id again."""
@@ -391,9 +402,29 @@ def test_two_api_workers_keep_one_conversation_in_order(stack: Stack, token: Tok
         assert by_id[message_id][0] == texts[i], (i, answer)
         stored_replies = [text for text, reply_to in by_id.values() if reply_to == message_id]
         assert stored_replies == [m["text"] for m in answer.body["messages"]], (i, answer, stored_replies)
-    drill.notes["workers"] = len(workers)
+    # Both workers served: each holds some of the client's keep-alive connections.
+    served = client_connections(workers, urlsplit(stack.api.url).port or 0)
+    drill.notes["connections_per_worker"] = sorted(served.values())
+    assert len(served) == 2 and all(served.values()), (drill.summary(), served)
     drill.notes["recover_s"] = check_recovered(drill, user)
     report(drill, check_stored_once_and_answered_once(drill))
+
+
+def client_connections(pids: list[int], port: int) -> dict[int, int]:
+    """How many established TCP connections on local `port` each process holds (from /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":  # 01: ESTABLISHED
+                    inodes.add(fields[9])
+    held: dict[int, int] = {}
+    for pid in pids:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds if os.path.exists(f"/proc/{pid}/fd/{fd}")]
+        held[pid] = sum(link.startswith("socket:[") and link[8:-1] in inodes for link in links)
+    return held
 
 
 def worker_processes(pid: int) -> list[int]:
@@ -494,6 +525,8 @@ def test_postgresql_unreachable_for_seconds_under_load(stack: Stack, token: Toke
 
     def outage() -> None:
         time.sleep(1.5)
+        drill.wait_for_turns_in_flight(3)
+        time.sleep(0.05)  # their messages stored, the bot working on them
         with stack.db_proxy.outage():
             timings["cut"] = time.monotonic()
             time.sleep(3)
