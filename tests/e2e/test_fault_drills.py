@@ -166,7 +166,8 @@ class Drill:
                 return attempt
             if attempt.status is not None and attempt.status != 503:
                 return attempt  # not a retryable answer; the checks report it
-            wait = float(attempt.retry_after) if attempt.retry_after else 1.0
+            # No answer at all: safe to send again at once, the client message id makes the POST idempotent.
+            wait = 0.1 if attempt.status is None else float(attempt.retry_after or 1.0)
             time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
 
     def open_conversations(self, users: list[str]) -> None:
@@ -198,7 +199,7 @@ class Drill:
             if a.status == 200:
                 counted["200"] += 1
             elif a.status is None:
-                counted["no answer"] += 1
+                counted["keep-alive race" if keep_alive_race(a) else "no answer"] += 1
             else:
                 code = (a.body or {}).get("code", "not json")
                 counted[f"{a.status} {code}"] += 1
@@ -237,11 +238,22 @@ def check_every_answer_is_clear(drill: Drill, codes: set[str]) -> None:
     summary = drill.summary()
     for a in drill.attempts:
         assert "Internal Server Error" not in a.raw, (summary, a)
+        if a.status is None and keep_alive_race(a):
+            continue
         assert a.status in (200, 503), (summary, a)
         assert a.body is not None, (summary, a)
         if a.status == 503:
             assert a.body.get("code") in codes, (summary, a)
             assert a.retry_after is not None and int(a.retry_after) > 0, (summary, a)
+
+
+def keep_alive_race(a: Attempt) -> bool:
+    """A request sent on a pooled connection just as the server closed it for being idle: uvicorn closes
+    keep-alive connections after 5 s (--timeout-keep-alive), exactly the Retry-After a 503 asks clients to
+    wait, so a client that obeys it may reuse a connection as the API drops it. Nothing reached the app."""
+    return a.raw.startswith("RemoteProtocolError: Server disconnected without sending a response") and (
+        a.ended - a.started < 0.5
+    )
 
 
 def check_stored_once_and_answered_once(drill: Drill) -> int:
@@ -296,7 +308,8 @@ class ReadinessProbe:
 
     def __init__(self, client: httpx.Client, every: float = 0.25) -> None:
         self.client, self.every = client, every
-        self.seen: list[tuple[float, int | None, dict[str, Any]]] = []
+        # (started, ended, status, body), one probe at a time
+        self.seen: list[tuple[float, float, int | None, dict[str, Any]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -310,26 +323,28 @@ class ReadinessProbe:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 response = self.client.get("/readyz", timeout=5)
-                self.seen.append((time.monotonic(), response.status_code, response.json()))
+                self.seen.append((started, time.monotonic(), response.status_code, response.json()))
             except (httpx.HTTPError, ValueError) as exc:
-                self.seen.append((time.monotonic(), None, {"error": type(exc).__name__}))
+                self.seen.append((started, time.monotonic(), None, {"error": type(exc).__name__}))
             self._stop.wait(self.every)
 
     def states(self, pick: Callable[[int | None, dict[str, Any]], str]) -> list[str]:
         """What `pick` makes of each probe, with repeats collapsed: e.g. ["ok", "error", "ok"]."""
         collapsed: list[str] = []
-        for _, status, body in self.seen:
+        for _, _, status, body in self.seen:
             state = pick(status, body)
             if not collapsed or collapsed[-1] != state:
                 collapsed.append(state)
         return collapsed
 
     def first(self, after: float, pick: Callable[[int | None, dict[str, Any]], bool]) -> float | None:
-        for moment, status, body in self.seen:
-            if moment >= after and pick(status, body):
-                return round(moment - after, 2)
+        """Seconds from `after` to the answer of the first probe sent after it for which `pick` holds."""
+        for started, ended, status, body in self.seen:
+            if started >= after and pick(status, body):
+                return round(ended - after, 2)
         return None
 
 
@@ -564,9 +579,10 @@ def test_redis_killed_under_load(stack: Stack, token: TokenFactory) -> None:
 
     def outage() -> None:
         time.sleep(1.5)
-        timings["killed"] = time.monotonic()
         stack.redis.kill()
+        timings["killed"] = time.monotonic()  # dead, its port closed
         time.sleep(3)
+        timings["restarting"] = time.monotonic()  # from here a probe may find it up again
         stack.redis.start()  # same port, empty: as after a crash without persistence
         timings["back"] = time.monotonic()
 
@@ -583,8 +599,9 @@ def test_redis_killed_under_load(stack: Stack, token: TokenFactory) -> None:
         timings["back"], lambda _, body: body.get("checks", {}).get("redis") == "ok"
     )
     check_every_answer_is_clear(drill, codes={"bot_unavailable"})
-    down = [body for moment, _, body in probe.seen if timings["killed"] + 0.5 <= moment <= timings["back"]]
-    after = [body for moment, _, body in probe.seen if moment >= timings["back"]]
+    # A probe sent before the kill may come back after it (the bot's check is the slow part), so by send time.
+    down = [body for sent, ended, _, body in probe.seen if sent >= timings["killed"] and ended <= timings["restarting"]]
+    after = [body for sent, _, _, body in probe.seen if sent >= timings["back"]]
     redis_states = probe.states(lambda _, body: str(body.get("checks", {}).get("redis", "missing"))[:5])
     # Stale connections a worker kept from before the kill fail once each after Redis is back: see
     # test_readiness_reports_redis_ok_once_it_is_back. Counted here; that test holds the defect.
@@ -593,7 +610,7 @@ def test_redis_killed_under_load(stack: Stack, token: TokenFactory) -> None:
     assert down and not any(_redis_ok(body) for body in down), (summary, redis_states)
     assert after and _redis_ok(after[-1]) and redis_states[0] == "ok", (summary, redis_states)
     # Readiness is gated by the database only: Redis away never took the API out of the balancer.
-    assert {status for _, status, _ in probe.seen} == {200}, (summary, probe.seen)
+    assert {status for _, _, status, _ in probe.seen} == {200}, (summary, probe.seen)
     drill.notes["recover_s"] = check_recovered(drill, users[0])
     stored = check_stored_once_and_answered_once(drill)
     report(drill, stored)
