@@ -58,15 +58,16 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     schema = new_schema_name()
+    database = urlsplit(POSTGRES_URL)
     redis = RedisProcess().start()
-    proxy = TcpProxy(urlsplit(POSTGRES_URL).hostname or "127.0.0.1", urlsplit(POSTGRES_URL).port or 5432).start()
-    settings = postgres_settings(schema, redis_url=redis.url)
-    migrate(settings)
-    # Only the API goes through the proxy: the drill takes the database away from the API.
-    proxied = settings.model_copy(
-        update={"database_url": POSTGRES_URL.replace(f":{urlsplit(POSTGRES_URL).port}/", f":{proxy.port}/")}
-    )
+    proxy = TcpProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
     try:
+        settings = postgres_settings(schema, redis_url=redis.url)
+        migrate(settings)
+        # Only the API goes through the proxy: the drill takes the database away from the API alone.
+        credentials, _, _ = database.netloc.rpartition("@")
+        netloc = f"{credentials}@{proxy.host}:{proxy.port}" if credentials else f"{proxy.host}:{proxy.port}"
+        proxied = settings.model_copy(update={"database_url": database._replace(netloc=netloc).geturl()})
         with (
             bot_stack(settings) as bot,
             api_server(proxied, bot.rasa_url, workers=2) as api,
@@ -81,10 +82,12 @@ def stack() -> Iterator[Stack]:
 
 
 def wait_for_workers(api: Server, workers: int, timeout: float = 60) -> None:
-    """Both uvicorn workers have run their lifespan (the first /healthz may come from one alone)."""
+    """Every uvicorn worker has run its lifespan (the first /healthz may come from one alone)."""
+    started = f"Started parent process [{api.process.pid}]"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if api.log_path.read_text(errors="replace").count("Application startup complete") >= workers:
+        log = api.log_path.read_text(errors="replace")  # the log may hold earlier servers' lines
+        if log[log.rfind(started) :].count("Application startup complete") >= workers:
             return
         time.sleep(0.2)
     raise AssertionError(f"{workers} API workers did not start:\n{api.log_tail()}")
@@ -234,7 +237,8 @@ def final_answers(drill: Drill) -> dict[tuple[str, str], Attempt]:
 
 
 def check_every_answer_is_clear(drill: Drill, codes: set[str]) -> None:
-    """A 200, or a JSON 503 with one of `codes`, Retry-After, and the message id it stored."""
+    """Each answer a 200 or a JSON 503 with one of `codes` and Retry-After, never a plain-text 500.
+    (The message ids the 503s carry are checked against the stored rows afterwards.)"""
     summary = drill.summary()
     for a in drill.attempts:
         assert "Internal Server Error" not in a.raw, (summary, a)
@@ -250,7 +254,8 @@ def check_every_answer_is_clear(drill: Drill, codes: set[str]) -> None:
 def keep_alive_race(a: Attempt) -> bool:
     """A request sent on a pooled connection just as the server closed it for being idle: uvicorn closes
     keep-alive connections after 5 s (--timeout-keep-alive), exactly the Retry-After a 503 asks clients to
-    wait, so a client that obeys it may reuse a connection as the API drops it. Nothing reached the app."""
+    wait, so a client that obeys it may reuse a connection as the API drops it. The request never reached
+    the app; the stored rows show no trace of it."""
     return a.raw.startswith("RemoteProtocolError: Server disconnected without sending a response") and (
         a.ended - a.started < 0.5
     )
