@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -161,26 +162,36 @@ def api_env(settings: Settings, rasa_url: str) -> dict[str, str]:
 
 
 @contextmanager
-def api_server(settings: Settings, rasa_url: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+def api_server(
+    settings: Settings, rasa_url: str, extra_env: dict[str, str] | None = None, *, workers: int = 1
+) -> Iterator[Server]:
+    """The API as `uvicorn --workers N`, as the Dockerfile runs it; with several workers their metrics
+    are merged through a fresh PROMETHEUS_MULTIPROC_DIR, as in docker-compose and Kubernetes."""
     port = free_port()
-    server = start_server(
-        "api",
-        [
-            str(ROOT / ".venv/bin/uvicorn"),
-            "--factory",
-            "conversation_api.main:app_factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        url=f"http://127.0.0.1:{port}",
-        ready_path="/healthz",
-        env={**api_env(settings, rasa_url), **(extra_env or {})},
-        timeout=60,
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+    env = {**api_env(settings, rasa_url), "API_WORKERS": str(workers), **(extra_env or {})}
+    with tempfile.TemporaryDirectory(prefix="reviewbot-metrics-") as metrics_dir:
+        if workers > 1:
+            env.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_dir)
+        server = start_server(
+            "api",
+            [
+                str(ROOT / ".venv/bin/uvicorn"),
+                "--factory",
+                "conversation_api.main:app_factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--no-access-log",
+            ],
+            url=f"http://127.0.0.1:{port}",
+            ready_path="/healthz",
+            env=env,
+            timeout=60,
+        )
+        try:
+            yield server
+        finally:
+            server.stop()
