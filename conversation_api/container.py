@@ -170,7 +170,13 @@ def build_bus(settings: Settings) -> EventBus:
     if url is None:
         return InProcessBus()
     # Its own client with timeouts: a hung Redis must not hold the relay's database transaction.
-    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    client = Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
     return RedisStreamsBus(client, prefix=settings.events_stream_prefix, maxlen=settings.events_stream_maxlen)
 
 

@@ -13,4 +13,4 @@ USER reviewbot
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"
-CMD ["sh", "-c", "alembic upgrade heads && exec uvicorn --factory conversation_api.main:app_factory --host 0.0.0.0 --port 8000 --workers ${API_WORKERS} --no-access-log"]
+CMD ["sh", "-c", "alembic upgrade heads && exec uvicorn --factory conversation_api.main:app_factory --host 0.0.0.0 --port 8000 --workers ${API_WORKERS} --timeout-keep-alive 75 --no-access-log"]

@@ -65,7 +65,7 @@ done
 
 RASA_URLS=${RASA_URLS:-$(IFS=,; echo "${rasa_urls[*]}")} \
   supervise api .venv/bin/uvicorn --factory conversation_api.main:app_factory --host "$BIND" --port "$API_PORT" \
-  --workers "${API_WORKERS:-1}" --no-access-log &
+  --workers "${API_WORKERS:-1}" --timeout-keep-alive 75 --no-access-log &
 supervisors+=($!)
 
 for _ in $(seq 1 180); do

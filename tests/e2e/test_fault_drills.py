@@ -625,12 +625,6 @@ def _redis_ok(body: dict[str, Any]) -> bool:
     return bool(body.get("checks", {}).get("redis") == "ok")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the API's Redis client (conversation_api/container.py, build_container) has no retry: after a Redis "
-    "restart the first command on each connection pooled before it fails with 'Connection closed by server', "
-    "so /readyz reports checks.redis as an error once per worker after Redis is back",
-)
 def test_readiness_reports_redis_ok_once_it_is_back(stack: Stack) -> None:
     def probe() -> dict[str, Any]:
         # A new connection each time, so the kernel spreads the probes over both workers.
