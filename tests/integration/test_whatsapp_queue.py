@@ -6,15 +6,19 @@ Runs on the real PostgreSQL (and SQLite where the behaviour is not PostgreSQL's 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp.bootstrap import WhatsAppConnector, build_whatsapp
@@ -32,6 +36,7 @@ from conversation_api.settings import Settings
 from tests.support.events import app_client, fresh_database
 from tests.support.fake_graph import FakeGraph
 from tests.support.fakes import FakeBot
+from tests.support.processes import ROOT
 from tests.support.whatsapp import WEBHOOK, eventually, new_wa_id, new_wamid, signed, text_payload, whatsapp_settings
 
 
@@ -268,6 +273,48 @@ async def test_the_lease_is_renewed_while_a_slow_turn_runs(own_db: Settings, fak
             await eventually(lambda: _async(len(fake_graph.sends(wa_id)) == 2))
         finally:
             await rival.aclose()
+
+
+@pytest.fixture
+def own_pg(tmp_path: Path) -> Iterator[Settings]:
+    with fresh_database("postgresql", tmp_path) as settings:
+        yield settings
+
+
+async def test_the_cli_lists_dead_messages_and_re_drives_them(own_pg: Settings, fake_graph: FakeGraph) -> None:
+    settings = whatsapp_settings(own_pg, fake_graph)
+    container = build_container(settings, bot=FakeBot())
+    try:
+        connector = replica(settings, container)
+        wamid = await queue(connector, new_wa_id(), "lost in the queue")
+        await connector.aclose()
+        async with container.sessions() as session, session.begin():
+            await session.execute(
+                update(WhatsAppInbound)
+                .where(WhatsAppInbound.wamid == wamid)
+                .values(state="dead", attempts=8, failed_attempts=8, last_error="boom")
+            )
+        env = {**os.environ, "DATABASE_URL": own_pg.database_url, "DATABASE_SCHEMA": own_pg.database_schema or ""}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "connectors.whatsapp", *args]
+            return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+        listed = cli("dead")
+        assert listed.returncode == 0, listed.stderr
+        [line] = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert (line["wamid"], line["failed_attempts"], line["last_error"]) == (wamid, 8, "boom")
+        assert cli("redrive").returncode == 2  # neither wamids nor --all
+        assert cli("redrive", "wamid.UNKNOWN").returncode == 1
+        again = cli("redrive", "--all")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.split() == [wamid]
+        row = await inbound(container.sessions, wamid)
+        assert (row.state, row.failed_attempts, row.lease_owner) == ("pending", 0, None)
+        assert _utc(row.next_attempt_at) <= utcnow() + timedelta(seconds=1)
+        assert cli("dead").stdout == ""
+    finally:
+        await container.aclose()
 
 
 async def _async(value: Any) -> Any:
