@@ -20,6 +20,7 @@ class InboundState(enum.StrEnum):
 
 
 class OutboundStatus(enum.StrEnum):
+    pending = "pending"  # a bot reply not accepted yet (retryable errors ran out): the worker sends it again
     accepted = "accepted"  # the Graph API took it (not yet sent to the phone)
     sent = "sent"
     delivered = "delivered"

@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from connectors.whatsapp import metrics
 from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.graph import GraphClient, GraphError
-from connectors.whatsapp.models import InboundState, WhatsAppContact, WhatsAppInbound, WhatsAppOutbound
+from connectors.whatsapp.models import (
+    InboundState,
+    OutboundStatus,
+    WhatsAppContact,
+    WhatsAppInbound,
+    WhatsAppOutbound,
+)
 from connectors.whatsapp.outbound import WhatsAppChannel, as_utc
 from connectors.whatsapp.store import upsert_contact, user_id_for
 from conversation_api.conversations import service
@@ -41,6 +47,11 @@ from conversation_api.gateway import MessageGateway
 from conversation_api.locks import ConversationLocks
 
 log = logging.getLogger(__name__)
+
+
+class RepliesNotDelivered(Exception):
+    """The Graph API kept failing on a reply; it is stored as pending and the message is retried."""
+
 
 POLL_SECONDS = 0.5
 LEASE_EXPIRED = "the lease ran out before the attempt ended (the worker stopped, crashed or hung)"
@@ -263,6 +274,11 @@ class InboundWorker:
             log.warning("bot unavailable, message stays queued conversation_id=%s wamid=%s", cid, row.wamid)
             await self._retry_later(row, cid, exc.detail, counts=False)
             return
+        except RepliesNotDelivered as exc:
+            metrics.INBOUND_PROCESSED.labels(result="not_delivered").inc()
+            log.warning("replies not delivered, sent again later conversation_id=%s wamid=%s", cid, row.wamid)
+            await self._retry_later(row, cid, str(exc), counts=True)
+            return
         except Exception as exc:
             log.exception("whatsapp message failed conversation_id=%s wamid=%s", cid, row.wamid)
             await self._retry_later(row, cid, f"{type(exc).__name__}: {exc}", counts=True)
@@ -355,6 +371,11 @@ class InboundWorker:
             )
 
     async def _deliver_replies(self, row: WhatsAppInbound, conversation: Conversation, message_id: int) -> None:
+        """Send the turn's bot replies the Graph API has not accepted (or refused for good) yet, in order.
+
+        A reply the Graph API keeps failing on stops the turn here (RepliesNotDelivered): the
+        inbound row is retried later and sends what is pending from where it stopped.
+        """
         async with self._sessions() as session:
             replies = (
                 await session.scalars(
@@ -369,27 +390,26 @@ class InboundWorker:
                 if message.sender is not Sender.bot:
                     break  # the next customer message (or a CSR's) starts another turn
                 bot_replies.append(message)
-            sent_before = set(
-                (
-                    await session.scalars(
-                        select(WhatsAppOutbound.message_id).where(
-                            WhatsAppOutbound.message_id.in_([m.id for m in bot_replies])
-                        )
-                    )
-                ).all()
-            )
+            sent_before: dict[int | None, list[WhatsAppOutbound]] = defaultdict(list)
+            for request in await session.scalars(
+                select(WhatsAppOutbound)
+                .where(WhatsAppOutbound.message_id.in_([m.id for m in bot_replies]))
+                .order_by(WhatsAppOutbound.id)
+            ):
+                sent_before[request.message_id].append(request)
         first = True
         for message in bot_replies:
-            if message.id in sent_before:
-                continue
+            earlier = sent_before.get(message.id, [])
+            pending = [o for o in earlier if o.status == OutboundStatus.pending.value]
+            if earlier and not pending:
+                continue  # accepted, or refused for good (window, blocked number): sending again would not help
             try:
-                outbound = await self._channel.send(conversation=conversation, message=message)
+                if pending:
+                    outbound = [await self._channel.resend(conversation=conversation, row=o) for o in pending]
+                else:
+                    outbound = await self._channel.send(conversation=conversation, message=message, resend_later=True)
             except WhatsAppDeliveryError as exc:
-                # Stored as failed with the reason; running the bot again would not help.
-                log.error(
-                    "reply not delivered conversation_id=%s message_id=%s reason=%s", conversation.id, message.id, exc
-                )
-                continue
+                raise RepliesNotDelivered(f"reply message_id={message.id} not delivered: {exc.detail}") from exc
             if first and any(o.wamid for o in outbound):
                 metrics.REPLY_SECONDS.observe((utcnow() - as_utc(row.received_at)).total_seconds())
                 first = False

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp.bootstrap import WhatsAppConnector, build_whatsapp
 from connectors.whatsapp.dead_letters import redrive
-from connectors.whatsapp.models import WhatsAppContact, WhatsAppInbound
+from connectors.whatsapp.models import WhatsAppContact, WhatsAppInbound, WhatsAppOutbound
 from connectors.whatsapp.outbound import as_utc
 from connectors.whatsapp.payloads import parse_notification
 from connectors.whatsapp.store import store_notification, user_id_for
@@ -323,3 +323,66 @@ async def _async(value: Any) -> Any:
 
 def _utc(moment: datetime) -> datetime:
     return as_utc(moment)
+
+
+async def outbound_rows(sessions: async_sessionmaker[AsyncSession], wa_id: str) -> list[WhatsAppOutbound]:
+    async with sessions() as session:
+        rows = await session.scalars(
+            select(WhatsAppOutbound).where(WhatsAppOutbound.wa_id == wa_id).order_by(WhatsAppOutbound.id)
+        )
+        return list(rows)
+
+
+async def test_a_reply_the_graph_api_kept_failing_on_is_sent_again_in_order(
+    own_db: Settings, fake_graph: FakeGraph
+) -> None:
+    bot = FakeBot()
+    settings = whatsapp_settings(
+        own_db, fake_graph, whatsapp_send_attempts=2, whatsapp_retry_base_seconds=0.05, whatsapp_retry_max_seconds=0.1
+    )
+    async with app_client(settings, bot=bot) as (app, http):
+        sessions = app.state.container.sessions
+        # The first attempt's requests (mark-as-read and the first reply, two tries each) are throttled.
+        fake_graph.fail_next(130429, times=4)
+        wa_id, wamid = new_wa_id(), new_wamid()
+        body, headers = signed(text_payload(wa_id, "hi", wamid=wamid))
+        assert (await http.post(WEBHOOK, content=body, headers=headers)).status_code == 200
+        done = await eventually(lambda: in_state(sessions, wamid, "done"))
+        assert (done.attempts, done.failed_attempts) == (2, 1)
+        assert fake_graph.texts(wa_id) == ["echo: hi", "pick one"]  # the first reply first, each once
+        rows = await outbound_rows(sessions, wa_id)
+        assert [(r.status, r.wamid is not None, r.error_code) for r in rows] == [
+            ("accepted", True, None),  # sent again in its own row
+            ("accepted", True, None),
+        ]
+        assert [c["text"] for c in bot.calls] == ["hi"]  # the bot was not asked again
+
+
+async def test_replies_that_never_go_out_leave_the_message_dead_until_re_driven(
+    own_db: Settings, fake_graph: FakeGraph
+) -> None:
+    settings = whatsapp_settings(
+        own_db,
+        fake_graph,
+        whatsapp_send_attempts=1,
+        whatsapp_max_attempts=2,
+        whatsapp_retry_base_seconds=0.05,
+        whatsapp_retry_max_seconds=0.1,
+    )
+    async with app_client(settings, bot=FakeBot()) as (app, http):
+        sessions = app.state.container.sessions
+        fake_graph.fail_next(130429, times=3)  # mark-as-read and the reply, then the reply again: two attempts
+        wa_id, wamid = new_wa_id(), new_wamid()
+        body, headers = signed(text_payload(wa_id, "hello?", wamid=wamid))
+        assert (await http.post(WEBHOOK, content=body, headers=headers)).status_code == 200
+        dead = await eventually(lambda: in_state(sessions, wamid, "dead"))
+        assert dead.failed_attempts == 2 and "not delivered" in (dead.last_error or "")
+        [pending] = await outbound_rows(sessions, wa_id)
+        assert (pending.status, pending.wamid, pending.error_code) == ("pending", None, 130429)
+        assert fake_graph.texts(wa_id) == []
+
+        async with sessions() as session, session.begin():
+            assert await redrive(session=session, wamids=None) == [wamid]
+        await eventually(lambda: in_state(sessions, wamid, "done"))
+        assert fake_graph.texts(wa_id) == ["echo: hello?", "pick one"]
+        assert [r.status for r in await outbound_rows(sessions, wa_id)] == ["accepted", "accepted"]
