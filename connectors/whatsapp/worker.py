@@ -432,6 +432,7 @@ class InboundWorker:
         )
 
     async def _finish(self, row: WhatsAppInbound, conversation_id: str, message_id: int) -> None:
+        self._held.discard(row.lease_owner or "")  # first, or a renewal meanwhile would think the lease lost
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 update(WhatsAppInbound)
@@ -446,7 +447,6 @@ class InboundWorker:
                     last_error=None,
                 )
             )
-        self._held.discard(row.lease_owner or "")
         if result.rowcount != 1:  # type: ignore[attr-defined]
             self._stale(row, conversation_id, "done")
             return
@@ -458,6 +458,7 @@ class InboundWorker:
         failed = row.failed_attempts + 1 if counts else row.failed_attempts
         give_up = failed >= self._max_attempts
         delay = min(self._retry_max, self._retry_base * 2 ** max(0, row.attempts - 1)) * random.uniform(0.5, 1.0)
+        self._held.discard(row.lease_owner or "")
         async with self._sessions() as session, session.begin():
             result = await session.execute(
                 update(WhatsAppInbound)
@@ -472,7 +473,6 @@ class InboundWorker:
                     conversation_id=conversation_id,
                 )
             )
-        self._held.discard(row.lease_owner or "")
         if result.rowcount != 1:  # type: ignore[attr-defined]
             self._stale(row, conversation_id, "dead" if give_up else "retry")
         elif give_up:
