@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     events_stream_maxlen: int = Field(default=100_000, ge=100)
     event_relay_interval: float = Field(default=0.25, gt=0, description="Seconds between outbox polls when idle.")
     event_relay_batch: int = Field(default=500, ge=1)
+    events_max_deliveries: int = Field(
+        default=5, ge=1, description="Deliveries of an event a consumer's handler fails on before it is dead-lettered."
+    )
     session_idle_gap_seconds: int = Field(
         default=1800, ge=1, description="Silence after which a conversation's session ends (session duration)."
     )
@@ -112,6 +115,9 @@ class Settings(BaseSettings):
     whatsapp_retry_base_seconds: float = Field(default=2.0, gt=0, description="First backoff of a queued message.")
     whatsapp_retry_max_seconds: float = Field(default=300.0, gt=0)
     whatsapp_lease_seconds: float = Field(default=120.0, gt=0, description="A claimed message is retried after this.")
+    whatsapp_max_attempts: int = Field(
+        default=8, ge=1, description="Failed attempts (not bot outages) before a queued message is dead."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -79,6 +79,7 @@ def build_whatsapp(
         lease_seconds=settings.whatsapp_lease_seconds,
         retry_base_seconds=settings.whatsapp_retry_base_seconds,
         retry_max_seconds=settings.whatsapp_retry_max_seconds,
+        max_attempts=settings.whatsapp_max_attempts,
     )
     return WhatsAppConnector(
         verify_token=settings.whatsapp_verify_token or "",

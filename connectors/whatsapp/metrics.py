@@ -26,6 +26,19 @@ INBOUND_PROCESSED = Counter(
     "whatsapp_inbound_processed_total", "Queued inbound messages handled by the worker, by outcome.", ["result"]
 )
 QUEUE_DEPTH = Gauge("whatsapp_inbound_queue_depth", "Inbound messages waiting for the worker (last poll).")
+DEAD_DEPTH = Gauge(
+    "whatsapp_inbound_dead", "Inbound messages dead after WHATSAPP_MAX_ATTEMPTS failed attempts (last poll)."
+)
+DEAD_LETTERS = Counter(
+    "whatsapp_inbound_dead_letters",
+    "Inbound messages moved to dead, by reason (error: the last attempt failed; lease_expired: it never ended).",
+    ["reason"],
+)
+STALE_OUTCOMES = Counter(
+    "whatsapp_inbound_stale_outcomes",
+    "Outcomes a worker did not record because another worker had taken over its lease on the row.",
+    ["outcome"],
+)
 OUTBOUND = Counter(
     "whatsapp_outbound_messages_total", "Messages handed to the Graph API, by kind and result.", ["kind", "result"]
 )

@@ -14,11 +14,12 @@ from conversation_api.db import Base, BigIntId, utcnow
 
 class InboundState(enum.StrEnum):
     pending = "pending"  # waiting for (another) attempt by the worker
-    done = "done"  # went through the gateway; replies (if any) were handed to the Graph API
-    failed = "failed"  # gave up after repeated unexpected errors (not bot outages); kept for inspection
+    done = "done"  # went through the gateway; replies (if any) were accepted by the Graph API or refused for good
+    dead = "dead"  # WHATSAPP_MAX_ATTEMPTS failed attempts (not bot outages); kept until re-driven
 
 
 class OutboundStatus(enum.StrEnum):
+    pending = "pending"  # a bot reply not accepted yet (retryable errors ran out): the worker sends it again
     accepted = "accepted"  # the Graph API took it (not yet sent to the phone)
     sent = "sent"
     delivered = "delivered"
@@ -62,9 +63,13 @@ class WhatsAppInbound(Base):
     sent_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=InboundState.pending.value)
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # claims, whatever their outcome
+    # Attempts that failed (an error, replies not delivered, a lease that ran out); bot outages do not count.
+    failed_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The claim's token: only the worker holding the lease may renew it or record the outcome.
+    lease_owner: Mapped[str | None] = mapped_column(String(32))
     last_error: Mapped[str | None] = mapped_column(Text)
     conversation_id: Mapped[str | None] = mapped_column(String(36))
     message_id: Mapped[int | None] = mapped_column(BigIntId)

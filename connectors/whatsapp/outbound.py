@@ -53,12 +53,16 @@ class WhatsAppChannel:
                 error_code=failed[0].error_code,
             )
 
-    async def send(self, *, conversation: Conversation, message: Message) -> list[WhatsAppOutbound]:
+    async def send(
+        self, *, conversation: Conversation, message: Message, resend_later: bool = False
+    ) -> list[WhatsAppOutbound]:
         """Send `message` (text, buttons, image) to the conversation's WhatsApp user; the stored Graph requests.
 
         Outside the 24-hour window or on a permanent Graph error the message is
         stored as failed (with the reason) and nothing is raised; when the Graph
         API keeps failing with a retryable error, WhatsAppDeliveryError (503).
+        With `resend_later` (the worker's bot replies) the requests not accepted
+        are then stored as pending, for `resend` on the message's next attempt.
         """
         wa_id = wa_id_of(conversation.user_id)
         if wa_id is None:
@@ -86,7 +90,7 @@ class WhatsAppChannel:
             ]
 
         stored = []
-        for request in requests:
+        for n, request in enumerate(requests):
             kind = request["type"]
             try:
                 wamid = await self._graph.send(request)
@@ -100,6 +104,19 @@ class WhatsAppChannel:
                     exc.retryable,
                     exc.reason,
                 )
+                if exc.retryable and resend_later:
+                    # This part and the ones after it, in order: the next attempt sends them.
+                    for rest in requests[n:]:
+                        stored.append(
+                            await self._record(
+                                conversation, message, rest, error=(exc.code, exc.reason), status=OutboundStatus.pending
+                            )
+                        )
+                    raise WhatsAppDeliveryError(
+                        f"WhatsApp did not accept the message ({exc.reason}); it is stored to be sent again",
+                        conversation_id=conversation.id,
+                        message_id=message.id,
+                    ) from exc
                 stored.append(await self._record(conversation, message, request, error=(exc.code, exc.reason)))
                 if exc.retryable:
                     raise WhatsAppDeliveryError(
@@ -113,6 +130,61 @@ class WhatsAppChannel:
             log.info("sent conversation_id=%s message_id=%s wamid=%s kind=%s", conversation.id, message.id, wamid, kind)
         return stored
 
+    async def resend(self, *, conversation: Conversation, row: WhatsAppOutbound) -> WhatsAppOutbound:
+        """Send a pending request again (the row keeps its place); WhatsAppDeliveryError if it stays pending.
+
+        Outside the 24-hour window or on a permanent error it becomes failed, as in `send`.
+        """
+        async with self._sessions() as session:
+            contact = await session.get(WhatsAppContact, row.wa_id)
+        last_inbound = as_utc(contact.last_inbound_at) if contact and contact.last_inbound_at else None
+        if last_inbound is None or utcnow() - last_inbound > SERVICE_WINDOW:
+            metrics.OUTSIDE_WINDOW.inc()
+            reason = "outside the 24-hour customer service window (a template message is needed)"
+            return await self._update(row, status=OutboundStatus.failed, error=(OUTSIDE_WINDOW, reason))
+        try:
+            wamid = await self._graph.send(row.body)
+        except GraphError as exc:
+            metrics.OUTBOUND.labels(kind=row.kind, result="failed").inc()
+            log.warning(
+                "resend failed conversation_id=%s message_id=%s code=%s retryable=%s reason=%s",
+                conversation.id,
+                row.message_id,
+                exc.code,
+                exc.retryable,
+                exc.reason,
+            )
+            if not exc.retryable:
+                return await self._update(row, status=OutboundStatus.failed, error=(exc.code, exc.reason))
+            await self._update(row, status=OutboundStatus.pending, error=(exc.code, exc.reason))
+            raise WhatsAppDeliveryError(
+                f"WhatsApp did not accept the message ({exc.reason}); it is stored to be sent again",
+                conversation_id=conversation.id,
+                message_id=row.message_id,
+            ) from exc
+        metrics.OUTBOUND.labels(kind=row.kind, result="accepted").inc()
+        log.info("re-sent conversation_id=%s message_id=%s wamid=%s", conversation.id, row.message_id, wamid)
+        return await self._update(row, status=OutboundStatus.accepted, wamid=wamid)
+
+    async def _update(
+        self,
+        row: WhatsAppOutbound,
+        *,
+        status: OutboundStatus,
+        wamid: str | None = None,
+        error: tuple[int | None, str] | None = None,
+    ) -> WhatsAppOutbound:
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            stored = await session.get(WhatsAppOutbound, row.id)
+            assert stored is not None
+            stored.status, stored.status_at, stored.updated_at, stored.wamid = status.value, now, now, wamid
+            stored.error_code, stored.error_reason = error if error else (None, None)
+            await session.flush()
+            if wamid:
+                await apply_known_statuses(session=session, wamid=wamid)
+        return stored
+
     async def _record(
         self,
         conversation: Conversation,
@@ -121,6 +193,7 @@ class WhatsAppChannel:
         *,
         wamid: str | None = None,
         error: tuple[int | None, str] | None = None,
+        status: OutboundStatus | None = None,
     ) -> WhatsAppOutbound:
         now = utcnow()
         row = WhatsAppOutbound(
@@ -130,7 +203,7 @@ class WhatsAppChannel:
             message_id=message.id,
             kind=request["type"],
             body=request,
-            status=OutboundStatus.failed.value if error else OutboundStatus.accepted.value,
+            status=(status or (OutboundStatus.failed if error else OutboundStatus.accepted)).value,
             status_at=now,
             error_code=error[0] if error else None,
             error_reason=error[1] if error else None,

@@ -130,31 +130,53 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
 async def upsert_contact(
     *, session: AsyncSession, wa_id: str, profile_name: str | None, last_inbound_at: datetime | None
 ) -> None:
+    """Create the contact on its first message, or refresh its profile name and service window.
+
+    Not one `ON CONFLICT (wa_id) DO UPDATE`: that arbitrates only the wa_id index, so two
+    concurrent first deliveries could collide on the user_id index and raise instead of merging.
+    `DO NOTHING` without a target arbitrates every unique index (waiting for the other insert to
+    commit); the update after it then finds the contact, whoever inserted it.
+    """
     now = utcnow()
-    statement = _insert(session, WhatsAppContact).values(
-        wa_id=wa_id,
-        user_id=user_id_for(wa_id),
-        profile_name=profile_name,
-        last_inbound_at=last_inbound_at,
-        created_at=now,
-        updated_at=now,
-    )
-    excluded = statement.excluded
-    current = WhatsAppContact.last_inbound_at
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["wa_id"],
-            set_={
-                "profile_name": func.coalesce(excluded.profile_name, WhatsAppContact.profile_name),
-                # Only ever moves forward: a late redelivery of an old message must not close the window.
-                "last_inbound_at": case(
-                    (or_(current.is_(None), current < excluded.last_inbound_at), excluded.last_inbound_at),
-                    else_=current,
-                ),
-                "updated_at": now,
-            },
+    if await _refresh_contact(session, wa_id, profile_name, last_inbound_at, now):
+        return  # the usual case, a customer we know: one statement
+    inserted = await session.execute(
+        _insert(session, WhatsAppContact)
+        .values(
+            wa_id=wa_id,
+            user_id=user_id_for(wa_id),
+            profile_name=profile_name,
+            last_inbound_at=last_inbound_at,
+            created_at=now,
+            updated_at=now,
         )
+        .on_conflict_do_nothing()
+        .returning(WhatsAppContact.wa_id)
     )
+    if inserted.scalar_one_or_none() is None:  # another delivery inserted it meanwhile
+        await _refresh_contact(session, wa_id, profile_name, last_inbound_at, now)
+
+
+async def _refresh_contact(
+    session: AsyncSession, wa_id: str, profile_name: str | None, last_inbound_at: datetime | None, now: datetime
+) -> bool:
+    """Update a known contact; False when there is none (yet)."""
+    current = WhatsAppContact.last_inbound_at
+    updated = await session.execute(
+        update(WhatsAppContact)
+        .where(WhatsAppContact.wa_id == wa_id)
+        .values(
+            profile_name=func.coalesce(profile_name, WhatsAppContact.profile_name),
+            # Only ever moves forward: a late redelivery of an old message must not close the window.
+            last_inbound_at=case(
+                (or_(current.is_(None), current < last_inbound_at), last_inbound_at),
+                else_=current,
+            ),
+            updated_at=now,
+        )
+        .returning(WhatsAppContact.wa_id)
+    )
+    return updated.scalar_one_or_none() is not None
 
 
 async def apply_status(

@@ -1,10 +1,15 @@
 """The background worker: drains the durable inbound queue through the MessageGateway.
 
-The webhook only stores and acknowledges; this worker does the slow part. Rows
-are claimed with a lease (`locked_until`), so a crash after the 200 — or mid-way
-— loses nothing: the row is claimed again when the lease runs out, on this or
-another replica. Messages of one WhatsApp user are handled one at a time, in
-order. A bot outage keeps the message queued with exponential backoff.
+The webhook only stores and acknowledges; this worker does the slow part. Each
+claimed row gets a lease (`locked_until`) and a token (`lease_owner`); the worker
+renews the leases of the rows in its hands while their turns run, however slow
+the bot. A crash after the 200 — or mid-way — loses nothing: the lease runs out
+and the row is claimed again, on this or another replica. Only the token's holder
+records the outcome, so a worker whose lease was taken over changes nothing.
+Messages of one WhatsApp user are handled one at a time, in order. A bot outage
+keeps the message queued with exponential backoff for as long as it lasts; any
+other failure counts, and after `max_attempts` failed attempts the row is `dead`
+until an operator re-drives it (`python -m connectors.whatsapp redrive`).
 """
 
 from __future__ import annotations
@@ -13,18 +18,25 @@ import asyncio
 import contextlib
 import logging
 import random
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp import metrics
 from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.graph import GraphClient, GraphError
-from connectors.whatsapp.models import InboundState, WhatsAppContact, WhatsAppInbound, WhatsAppOutbound
+from connectors.whatsapp.models import (
+    InboundState,
+    OutboundStatus,
+    WhatsAppContact,
+    WhatsAppInbound,
+    WhatsAppOutbound,
+)
 from connectors.whatsapp.outbound import WhatsAppChannel, as_utc
 from connectors.whatsapp.store import upsert_contact, user_id_for
 from conversation_api.conversations import service
@@ -36,9 +48,13 @@ from conversation_api.locks import ConversationLocks
 
 log = logging.getLogger(__name__)
 
-# Unexpected errors (not bot outages, which are retried for as long as they last) before a row is parked as failed.
-MAX_ATTEMPTS = 8
+
+class RepliesNotDelivered(Exception):
+    """The Graph API kept failing on a reply; it is stored as pending and the message is retried."""
+
+
 POLL_SECONDS = 0.5
+LEASE_EXPIRED = "the lease ran out before the attempt ended (the worker stopped, crashed or hung)"
 
 
 class InboundWorker:
@@ -54,6 +70,7 @@ class InboundWorker:
         lease_seconds: float = 120.0,
         retry_base_seconds: float = 2.0,
         retry_max_seconds: float = 300.0,
+        max_attempts: int = 8,
     ) -> None:
         self._sessions = sessions
         self._gateway = gateway
@@ -64,10 +81,13 @@ class InboundWorker:
         self._lease = timedelta(seconds=lease_seconds)
         self._retry_base = retry_base_seconds
         self._retry_max = retry_max_seconds
+        self._max_attempts = max_attempts
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._busy = 0
         self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._held: set[str] = set()  # lease tokens of the rows claimed and not yet finished
 
     def wake(self) -> None:
         """New rows were stored: look now instead of at the next poll."""
@@ -76,6 +96,7 @@ class InboundWorker:
     async def start(self) -> None:
         if self._loop_task is None:
             self._loop_task = asyncio.create_task(self._run(), name="whatsapp-worker")
+            self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="whatsapp-worker-leases")
 
     async def stop(self) -> None:
         """Stop claiming; let messages already in flight finish (their leases would expire otherwise)."""
@@ -85,6 +106,38 @@ class InboundWorker:
             self._loop_task = None
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=30)
+        if self._heartbeat_task is not None:  # last: the leases of the messages finishing above stay renewed
+            self._heartbeat_task.cancel()
+            await asyncio.gather(self._heartbeat_task, return_exceptions=True)
+            self._heartbeat_task = None
+
+    async def _heartbeat(self) -> None:
+        # Three renewals per lease: one may fail (a database hiccup) without the lease running out.
+        every = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("whatsapp worker could not renew its leases held=%d", len(self._held), exc_info=True)
+
+    async def renew(self) -> int:
+        """Extend the lease of every row this worker is handling; a lease another worker took over stays theirs."""
+        tokens = list(self._held)
+        if not tokens:
+            return 0
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(WhatsAppInbound)
+                .where(WhatsAppInbound.lease_owner.in_(tokens), WhatsAppInbound.state == InboundState.pending.value)
+                .values(locked_until=utcnow() + self._lease)
+            )
+        renewed: int = result.rowcount  # type: ignore[attr-defined]
+        if renewed < len(tokens):
+            log.warning("whatsapp worker lost leases held=%d renewed=%d", len(tokens), renewed)
+        return renewed
 
     async def _run(self) -> None:
         while True:
@@ -112,36 +165,81 @@ class InboundWorker:
         """Lease up to `limit` due rows; a row another replica holds (or just took) is skipped."""
         now = utcnow()
         async with self._sessions() as session, session.begin():
+            await self._bury_abandoned(session, now)
             due = or_(WhatsAppInbound.locked_until.is_(None), WhatsAppInbound.locked_until < now)
-            base = select(WhatsAppInbound.id).where(WhatsAppInbound.state == InboundState.pending.value)
             candidates = (
                 await session.scalars(
-                    base.where(WhatsAppInbound.next_attempt_at <= now)
+                    select(WhatsAppInbound.id)
+                    .where(WhatsAppInbound.state == InboundState.pending.value)
+                    .where(WhatsAppInbound.next_attempt_at <= now)
                     .where(due)
                     .order_by(WhatsAppInbound.sent_at, WhatsAppInbound.id)
                     .limit(limit)
                 )
             ).all()
-            claimed = []
+            claimed: dict[int, str] = {}
             for row_id in candidates:
+                token = uuid.uuid4().hex
                 # Optimistic claim: only one replica's UPDATE matches a row whose lease is free.
                 result = await session.execute(
                     update(WhatsAppInbound)
                     .where(WhatsAppInbound.id == row_id, WhatsAppInbound.state == InboundState.pending.value, due)
-                    .values(locked_until=now + self._lease, attempts=WhatsAppInbound.attempts + 1)
+                    .values(
+                        locked_until=now + self._lease,
+                        lease_owner=token,
+                        attempts=WhatsAppInbound.attempts + 1,
+                        # A lease left to run out means the last attempt never ended: it failed.
+                        failed_attempts=case(
+                            (WhatsAppInbound.locked_until.is_not(None), WhatsAppInbound.failed_attempts + 1),
+                            else_=WhatsAppInbound.failed_attempts,
+                        ),
+                    )
                 )
                 if result.rowcount == 1:  # type: ignore[attr-defined]
-                    claimed.append(row_id)
-            depth = await session.scalar(select(func.count()).select_from(base.subquery()))
-            metrics.QUEUE_DEPTH.set(depth or 0)
+                    claimed[row_id] = token
+            by_state = dict(
+                (
+                    await session.execute(
+                        select(WhatsAppInbound.state, func.count())
+                        .where(WhatsAppInbound.state.in_([InboundState.pending.value, InboundState.dead.value]))
+                        .group_by(WhatsAppInbound.state)
+                    )
+                ).all()
+            )
+            metrics.QUEUE_DEPTH.set(by_state.get(InboundState.pending.value, 0))
+            metrics.DEAD_DEPTH.set(by_state.get(InboundState.dead.value, 0))
             if not claimed:
                 return []
-            rows = await session.scalars(
-                select(WhatsAppInbound)
-                .where(WhatsAppInbound.id.in_(claimed))
-                .order_by(WhatsAppInbound.sent_at, WhatsAppInbound.id)
+            rows = list(
+                await session.scalars(
+                    select(WhatsAppInbound)
+                    .where(WhatsAppInbound.id.in_(claimed))
+                    .order_by(WhatsAppInbound.sent_at, WhatsAppInbound.id)
+                )
             )
-            return list(rows)
+        self._held.update(claimed.values())
+        return rows
+
+    async def _bury_abandoned(self, session: AsyncSession, now: datetime) -> None:
+        """Rows whose lease ran out on their last allowed attempt go dead instead of being claimed again."""
+        buried = await session.execute(
+            update(WhatsAppInbound)
+            .where(
+                WhatsAppInbound.state == InboundState.pending.value,
+                WhatsAppInbound.locked_until < now,
+                WhatsAppInbound.failed_attempts >= self._max_attempts - 1,
+            )
+            .values(
+                state=InboundState.dead.value,
+                locked_until=None,
+                lease_owner=None,
+                failed_attempts=WhatsAppInbound.failed_attempts + 1,
+                last_error=LEASE_EXPIRED,
+            )
+            .returning(WhatsAppInbound.wamid, WhatsAppInbound.conversation_id, WhatsAppInbound.failed_attempts)
+        )
+        for wamid, conversation_id, failed in buried.all():
+            _dead(wamid, conversation_id, failed, LEASE_EXPIRED, reason="lease_expired")
 
     async def _process_group(self, rows: Sequence[WhatsAppInbound]) -> None:
         remaining = len(rows)
@@ -154,6 +252,7 @@ class InboundWorker:
         except Exception:  # e.g. the lock store is down: the leases run out and the rows are claimed again
             log.exception("whatsapp worker could not process wa_id=%s; retried after the lease", rows[0].wa_id)
         finally:
+            self._held.difference_update(row.lease_owner for row in rows if row.lease_owner)  # renewed no more
             self._busy -= remaining
             self._wakeup.set()  # capacity is free again
 
@@ -174,6 +273,11 @@ class InboundWorker:
             metrics.INBOUND_PROCESSED.labels(result="bot_unavailable").inc()
             log.warning("bot unavailable, message stays queued conversation_id=%s wamid=%s", cid, row.wamid)
             await self._retry_later(row, cid, exc.detail, counts=False)
+            return
+        except RepliesNotDelivered as exc:
+            metrics.INBOUND_PROCESSED.labels(result="not_delivered").inc()
+            log.warning("replies not delivered, sent again later conversation_id=%s wamid=%s", cid, row.wamid)
+            await self._retry_later(row, cid, str(exc), counts=True)
             return
         except Exception as exc:
             log.exception("whatsapp message failed conversation_id=%s wamid=%s", cid, row.wamid)
@@ -267,6 +371,11 @@ class InboundWorker:
             )
 
     async def _deliver_replies(self, row: WhatsAppInbound, conversation: Conversation, message_id: int) -> None:
+        """Send the turn's bot replies the Graph API has not accepted (or refused for good) yet, in order.
+
+        A reply the Graph API keeps failing on stops the turn here (RepliesNotDelivered): the
+        inbound row is retried later and sends what is pending from where it stopped.
+        """
         async with self._sessions() as session:
             replies = (
                 await session.scalars(
@@ -281,74 +390,115 @@ class InboundWorker:
                 if message.sender is not Sender.bot:
                     break  # the next customer message (or a CSR's) starts another turn
                 bot_replies.append(message)
-            sent_before = set(
-                (
-                    await session.scalars(
-                        select(WhatsAppOutbound.message_id).where(
-                            WhatsAppOutbound.message_id.in_([m.id for m in bot_replies])
-                        )
-                    )
-                ).all()
-            )
+            sent_before: dict[int | None, list[WhatsAppOutbound]] = defaultdict(list)
+            for request in await session.scalars(
+                select(WhatsAppOutbound)
+                .where(WhatsAppOutbound.message_id.in_([m.id for m in bot_replies]))
+                .order_by(WhatsAppOutbound.id)
+            ):
+                sent_before[request.message_id].append(request)
         first = True
         for message in bot_replies:
-            if message.id in sent_before:
-                continue
+            earlier = sent_before.get(message.id, [])
+            pending = [o for o in earlier if o.status == OutboundStatus.pending.value]
+            if earlier and not pending:
+                continue  # accepted, or refused for good (window, blocked number): sending again would not help
             try:
-                outbound = await self._channel.send(conversation=conversation, message=message)
+                if pending:
+                    outbound = [await self._channel.resend(conversation=conversation, row=o) for o in pending]
+                else:
+                    outbound = await self._channel.send(conversation=conversation, message=message, resend_later=True)
             except WhatsAppDeliveryError as exc:
-                # Stored as failed with the reason; running the bot again would not help.
-                log.error(
-                    "reply not delivered conversation_id=%s message_id=%s reason=%s", conversation.id, message.id, exc
-                )
-                continue
+                raise RepliesNotDelivered(f"reply message_id={message.id} not delivered: {exc.detail}") from exc
             if first and any(o.wamid for o in outbound):
                 metrics.REPLY_SECONDS.observe((utcnow() - as_utc(row.received_at)).total_seconds())
                 first = False
 
+    def _owned(self, row: WhatsAppInbound) -> Any:
+        """The row as this claim left it: still pending and leased by this claim's token."""
+        return (
+            (WhatsAppInbound.id == row.id)
+            & (WhatsAppInbound.lease_owner == row.lease_owner)
+            & (WhatsAppInbound.state == InboundState.pending.value)
+        )
+
+    def _stale(self, row: WhatsAppInbound, conversation_id: str | None, outcome: str) -> None:
+        metrics.STALE_OUTCOMES.labels(outcome=outcome).inc()
+        log.warning(
+            "outcome not recorded: the lease was taken over conversation_id=%s wamid=%s outcome=%s",
+            conversation_id,
+            row.wamid,
+            outcome,
+        )
+
     async def _finish(self, row: WhatsAppInbound, conversation_id: str, message_id: int) -> None:
+        self._held.discard(row.lease_owner or "")  # first, or a renewal meanwhile would think the lease lost
         async with self._sessions() as session, session.begin():
-            await session.execute(
+            result = await session.execute(
                 update(WhatsAppInbound)
-                .where(WhatsAppInbound.id == row.id)
+                .where(self._owned(row))
                 .values(
                     state=InboundState.done.value,
                     locked_until=None,
+                    lease_owner=None,
                     processed_at=utcnow(),
                     conversation_id=conversation_id,
                     message_id=message_id,
                     last_error=None,
                 )
             )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self._stale(row, conversation_id, "done")
+            return
         metrics.INBOUND_PROCESSED.labels(result="done").inc()
 
     async def _retry_later(
         self, row: WhatsAppInbound, conversation_id: str | None, error: str, *, counts: bool
     ) -> None:
-        give_up = counts and row.attempts >= MAX_ATTEMPTS
+        failed = row.failed_attempts + 1 if counts else row.failed_attempts
+        give_up = failed >= self._max_attempts
         delay = min(self._retry_max, self._retry_base * 2 ** max(0, row.attempts - 1)) * random.uniform(0.5, 1.0)
+        self._held.discard(row.lease_owner or "")
         async with self._sessions() as session, session.begin():
-            await session.execute(
+            result = await session.execute(
                 update(WhatsAppInbound)
-                .where(WhatsAppInbound.id == row.id)
+                .where(self._owned(row))
                 .values(
-                    state=InboundState.failed.value if give_up else InboundState.pending.value,
+                    state=InboundState.dead.value if give_up else InboundState.pending.value,
+                    failed_attempts=failed,
                     locked_until=None,
+                    lease_owner=None,
                     next_attempt_at=utcnow() + timedelta(seconds=delay),
                     last_error=error[:2000],
                     conversation_id=conversation_id,
                 )
             )
-        if give_up:
-            metrics.INBOUND_PROCESSED.labels(result="failed").inc()
-            log.error(
-                "whatsapp message parked as failed conversation_id=%s wamid=%s error=%s",
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            self._stale(row, conversation_id, "dead" if give_up else "retry")
+        elif give_up:
+            _dead(row.wamid, conversation_id, failed, error, reason="error")
+        else:
+            log.info(
+                "retry scheduled conversation_id=%s wamid=%s in=%.1fs failed_attempts=%d",
                 conversation_id,
                 row.wamid,
-                error,
+                delay,
+                failed,
             )
-        else:
-            log.info("retry scheduled conversation_id=%s wamid=%s in=%.1fs", conversation_id, row.wamid, delay)
+
+
+def _dead(wamid: str, conversation_id: str | None, failed: int, error: str, *, reason: str) -> None:
+    metrics.INBOUND_PROCESSED.labels(result="dead").inc()
+    metrics.DEAD_LETTERS.labels(reason=reason).inc()
+    log.error(
+        "whatsapp message dead after %d failed attempts conversation_id=%s wamid=%s reason=%s error=%s"
+        " (re-drive: python -m connectors.whatsapp redrive)",
+        failed,
+        conversation_id,
+        wamid,
+        reason,
+        error,
+    )
 
 
 def _payload(row: WhatsAppInbound) -> dict[str, Any]:

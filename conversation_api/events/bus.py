@@ -21,6 +21,7 @@ class Delivery:
     stream: str
     entry_id: str
     group: str
+    deliveries: int = 1  # how many times the group has handed out this entry, this time included
 
 
 class EventBus(Protocol):
@@ -40,6 +41,10 @@ class EventBus(Protocol):
 
     async def ack(self, delivery: Delivery) -> None:
         """Mark `delivery` handled for its group."""
+        ...
+
+    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+        """Give up on `delivery` for its group: keep the event and `error` in the dead letters, then acknowledge it."""
         ...
 
     async def seen(self, group: str, event_id: str) -> bool:

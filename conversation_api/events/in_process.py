@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from conversation_api.events.bus import Delivery
 from conversation_api.events.envelope import Event
@@ -33,6 +33,12 @@ class _Pending:
     delivered_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    delivery: Delivery
+    error: str
+
+
 class InProcessBus:
     def __init__(self, *, maxlen: int = 10_000, claim_idle_seconds: float = 30.0, remember: int = 100_000) -> None:
         self._maxlen = maxlen
@@ -43,6 +49,7 @@ class InProcessBus:
         self._pending: dict[str, dict[str, _Pending]] = {}
         self._seen: dict[str, OrderedDict[str, None]] = {}
         self._published = asyncio.Condition()
+        self.dead: list[DeadLetter] = []  # the dead letters, oldest first (gone at a restart, like the rest)
 
     async def publish(self, events: Sequence[Event]) -> None:
         async with self._published:
@@ -79,6 +86,7 @@ class InProcessBus:
                 break
             if pending.delivery.stream in types and now - pending.delivered_at >= self._claim_idle:
                 pending.consumer, pending.delivered_at = consumer, now
+                pending.delivery = replace(pending.delivery, deliveries=pending.delivery.deliveries + 1)
                 found.append(pending.delivery)
         return found
 
@@ -97,11 +105,19 @@ class InProcessBus:
             pending = self._pending.setdefault(group, {})
             now = time.monotonic()
             for delivery in found:
-                pending[f"{delivery.stream}/{delivery.entry_id}"] = _Pending(delivery, consumer, now)
+                key = f"{delivery.stream}/{delivery.entry_id}"
+                if key in pending:
+                    pending[key].delivered_at = now
+                else:
+                    pending[key] = _Pending(delivery, consumer, now)
             return found
 
     async def ack(self, delivery: Delivery) -> None:
         self._pending.get(delivery.group, {}).pop(f"{delivery.stream}/{delivery.entry_id}", None)
+
+    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+        self.dead.append(DeadLetter(delivery=delivery, error=error))
+        await self.ack(delivery)
 
     async def seen(self, group: str, event_id: str) -> bool:
         return event_id in self._seen.get(group, {})

@@ -4,6 +4,8 @@ Stream names are `<prefix>:<event type>` (e.g. `reviewbot:events:intent.detected
 each entry holding the event's JSON under the field `event`. Streams are trimmed
 to about `maxlen` entries. A group created by a consumer starts from the oldest
 retained entry, so a new service also sees what happened shortly before it joined.
+Deliveries a group gave up on go to one dead-letter stream, `<prefix>:dead`, with
+the group, the original stream and entry, the delivery count and the error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,6 +28,20 @@ log = logging.getLogger(__name__)
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of the dead-letter stream: a delivery a group gave up on."""
+
+    entry_id: str  # in the dead-letter stream
+    event: Event
+    group: str
+    stream: str
+    original_entry_id: str
+    deliveries: int
+    error: str
+    dead_at: str
 
 
 class RedisStreamsBus:
@@ -48,6 +66,10 @@ class RedisStreamsBus:
 
     def stream(self, event_type: str) -> str:
         return f"{self.prefix}:{event_type}"
+
+    @property
+    def dead_stream(self) -> str:
+        return f"{self.prefix}:dead"
 
     async def publish(self, events: Sequence[Event]) -> None:
         if not events:
@@ -113,6 +135,20 @@ class RedisStreamsBus:
                 await self._redis.xack(stream, group, *gone)
         return found
 
+    async def _counted(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Redeliveries with the group's delivery count (XPENDING), which every re-read or claim increments."""
+        if not deliveries:
+            return deliveries
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for d in deliveries:
+                pipe.xpending_range(d.stream, d.group, min=d.entry_id, max=d.entry_id, count=1)
+            answers = await pipe.execute()
+        counted = []
+        for delivery, answer in zip(deliveries, answers, strict=True):
+            times = int(answer[0]["times_delivered"]) if answer else delivery.deliveries
+            counted.append(replace(delivery, deliveries=times))
+        return counted
+
     async def _own_backlog(self, group: str, consumer: str, streams: Sequence[str], count: int) -> list[Delivery]:
         """Entries delivered to this consumer name before (a restart) and never acknowledged."""
         found: list[Delivery] = []
@@ -126,7 +162,7 @@ class RedisStreamsBus:
             entries = [e for _, es in self._by_stream(response) for e in (es or [])]
             self._backlog[key] = _text(entries[-1][0]) if entries else "done"
             found += batch
-        return found
+        return await self._counted(found)
 
     async def _claim_idle(self, group: str, consumer: str, streams: Sequence[str], count: int) -> list[Delivery]:
         """Take over entries another consumer of the group received but has not acknowledged for a while."""
@@ -142,7 +178,7 @@ class RedisStreamsBus:
             found += deliveries
             if gone:
                 await self._redis.xack(stream, group, *gone)
-        return found
+        return await self._counted(found)
 
     async def read(
         self, *, group: str, consumer: str, types: Sequence[str], count: int = 100, block_ms: int = 1000
@@ -172,6 +208,65 @@ class RedisStreamsBus:
             await self._redis.xack(delivery.stream, delivery.group, delivery.entry_id)
         except (RedisError, OSError) as exc:
             raise EventBusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def dead_letter(self, delivery: Delivery, *, error: str) -> None:
+        fields = {
+            "event": delivery.event.to_json(),
+            "id": delivery.event.id,
+            "group": delivery.group,
+            "stream": delivery.stream,
+            "entry_id": delivery.entry_id,
+            "deliveries": str(delivery.deliveries),
+            "error": error[:2000],
+            "dead_at": datetime.now(UTC).isoformat(),
+        }
+        try:
+            # One MULTI: the entry leaves the group's pending list only if it is kept as a dead letter.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(self.dead_stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+                pipe.xack(delivery.stream, delivery.group, delivery.entry_id)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise EventBusUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+    async def dead_letters(self, *, count: int = 100, group: str | None = None) -> list[DeadLetter]:
+        """The oldest `count` dead letters (of `group`, when given)."""
+        letters = []
+        entries: Any = await self._redis.xrange(self.dead_stream, count=None if group else count)
+        for entry_id, raw in entries or []:
+            fields = {_text(k): v for k, v in raw.items()}
+            letter = DeadLetter(
+                entry_id=_text(entry_id),
+                event=Event.from_json(fields["event"]),
+                group=_text(fields["group"]),
+                stream=_text(fields["stream"]),
+                original_entry_id=_text(fields["entry_id"]),
+                deliveries=int(fields["deliveries"]),
+                error=_text(fields["error"]),
+                dead_at=_text(fields["dead_at"]),
+            )
+            if group is None or letter.group == group:
+                letters.append(letter)
+            if len(letters) >= count:
+                break
+        return letters
+
+    async def redrive(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish dead letters' events again and drop them from the dead-letter stream.
+
+        Every group of the stream is handed the event again; the groups that
+        handled it before skip it by its id (for `seen_ttl_seconds`).
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for letter in letters:
+                pipe.xadd(
+                    letter.stream,
+                    {"event": letter.event.to_json(), "id": letter.event.id},
+                    maxlen=self._maxlen,
+                    approximate=True,
+                )
+                pipe.xdel(self.dead_stream, letter.entry_id)
+            await pipe.execute()
 
     def _seen_key(self, group: str, event_id: str) -> str:
         return f"{self.prefix}:seen:{group}:{event_id}"

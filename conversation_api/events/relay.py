@@ -21,10 +21,13 @@ log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
-    """Moves outbox rows to the bus: at least once, in commit (id) order.
+    """Moves outbox rows to the bus: at least once, each conversation's events in commit (id) order.
 
-    Several API replicas may run a relay: on PostgreSQL each batch is taken with
-    `SELECT ... FOR UPDATE`, so batches are published one after the other.
+    Several API replicas may run a relay and share the work: on PostgreSQL each
+    batch is taken with `SELECT ... FOR UPDATE SKIP LOCKED`, so a relay takes the
+    next rows instead of waiting for another relay's batch. It leaves out the
+    events of a conversation whose earlier events another relay is publishing,
+    so one conversation's events still reach the bus in order.
     A crash between publishing and marking rows published re-publishes them;
     consumers recognise the repeat by the event id.
     """
@@ -59,8 +62,10 @@ class OutboxRelay:
                 .limit(self._batch)
             )
             if self._lock_rows:
-                query = query.with_for_update()
-            rows = (await session.scalars(query)).all()
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await session.scalars(query)).all())
+            if rows and self._lock_rows:
+                rows = await self._not_behind_another_relay(session, rows)
             if not rows:
                 return 0
             await self.bus.publish([row.to_event() for row in rows])
@@ -70,6 +75,32 @@ class OutboxRelay:
         for row in rows:
             EVENTS_PUBLISHED.labels(row.type).inc()
         return len(rows)
+
+    @staticmethod
+    async def _not_behind_another_relay(session: AsyncSession, rows: list[OutboxEvent]) -> list[OutboxEvent]:
+        """`rows` minus the events of conversations whose earlier, unpublished events were skipped.
+
+        The rows were the lowest unlocked ids, so an unpublished row below the last
+        one that is not among them is locked: another relay is publishing it now.
+        """
+        ids = [row.id for row in rows]
+        held: dict[str | None, int] = dict(
+            (
+                await session.execute(
+                    select(OutboxEvent.conversation_id, func.min(OutboxEvent.id))
+                    .where(
+                        OutboxEvent.published_at.is_(None),
+                        OutboxEvent.id < ids[-1],
+                        OutboxEvent.id.not_in(ids),
+                        OutboxEvent.conversation_id.is_not(None),
+                    )
+                    .group_by(OutboxEvent.conversation_id)
+                )
+            ).all()
+        )
+        if not held:
+            return rows
+        return [row for row in rows if row.conversation_id not in held or row.id < held[row.conversation_id]]
 
     async def backlog(self) -> int:
         async with self._sessions() as session:

@@ -87,6 +87,11 @@ EVENT_PUBLISH_FAILURES = Counter(
 OUTBOX_BACKLOG = Gauge(
     "reviewbot_event_outbox_backlog", "Events committed but not yet published.", multiprocess_mode="max"
 )
+EVENTS_DEAD_LETTERED = Counter(
+    "reviewbot_events_dead_lettered",
+    "Events a consumer group gave up on after EVENTS_MAX_DELIVERIES deliveries (moved to the dead-letter stream).",
+    ["group", "type"],
+)
 WHATSAPP_SEND_FAILURES = Counter(
     "reviewbot_whatsapp_send_failures", "Messages the Graph API refused or that could not reach it, by code.", ["code"]
 )

@@ -21,6 +21,7 @@ from conversation_api.events.redis_streams import RedisStreamsBus
 from conversation_api.settings import Settings
 from tests.support.events import REDIS_URL, delete_prefix, unique_prefix
 from tests.support.processes import ROOT
+from tests.support.whatsapp import wait_until
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def prefix() -> Iterator[str]:
     delete_prefix(REDIS_URL, value)
 
 
-def cli(settings: Settings, prefix: str, *args: str) -> subprocess.Popen[str]:
-    env = {
+def cli_env(settings: Settings, prefix: str) -> dict[str, str]:
+    return {
         **os.environ,
         "REDIS_URL": REDIS_URL,
         "EVENTS_STREAM_PREFIX": prefix,
@@ -39,8 +40,18 @@ def cli(settings: Settings, prefix: str, *args: str) -> subprocess.Popen[str]:
         "DATABASE_SCHEMA": settings.database_schema or "",
         "LOG_LEVEL": "WARNING",
     }
+
+
+def cli(settings: Settings, prefix: str, *args: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "conversation_api.events", "consume", *args, "--block-ms", "200"]
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=cli_env(settings, prefix), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def run_cli(settings: Settings, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "conversation_api.events", *args]
+    return subprocess.run(command, cwd=ROOT, env=cli_env(settings, prefix), capture_output=True, text=True, timeout=60)
 
 
 async def publish(prefix: str, events: list[Event]) -> None:
@@ -141,3 +152,49 @@ def test_the_cli_refuses_unknown_types_and_a_missing_redis() -> None:
         [*base, "--types", "order.placed"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
     )
     assert no_redis.returncode != 0 and "REDIS_URL" in no_redis.stderr
+
+
+async def test_an_event_the_handler_fails_on_is_dead_lettered_listed_and_re_driven(
+    pg_settings: Settings, prefix: str
+) -> None:
+    order = Event(type="order.placed", conversation_id="c1", user_id="u1", channel="api", payload={"total": 12})
+    await publish(prefix, [order])
+    # The "audit" group handles it; "billing" fails on it, and with --max-deliveries 1 gives up at once.
+    audit = cli(pg_settings, prefix, "--group", "audit", "--types", "order.placed")
+    billing = cli(
+        pg_settings,
+        prefix,
+        "--group",
+        "billing",
+        "--types",
+        "order.placed",
+        "--handler",
+        "tests.support.events:refuse_orders",
+        "--max-deliveries",
+        "1",
+    )
+    try:
+        wait_until(lambda: run_cli(pg_settings, prefix, "dead").stdout, within=20, interval=0.2)
+    finally:
+        _, billing_err = stop(billing)
+    assert "event dead-lettered group=billing" in billing_err
+
+    listed = run_cli(pg_settings, prefix, "dead", "--group", "billing")
+    [letter] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (letter["group"], letter["stream"], letter["deliveries"]) == ("billing", f"{prefix}:order.placed", 1)
+    assert letter["error"] == "RuntimeError: order 12 refused"
+    assert letter["event"]["id"] == order.id and letter["event"]["payload"] == {"total": 12}
+    assert run_cli(pg_settings, prefix, "dead", "--group", "audit").stdout == ""
+
+    # Billing's handler is fixed (here: the printing one); the re-driven event reaches billing, not audit again.
+    again = run_cli(pg_settings, prefix, "redrive", "--group", "billing")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.split() == [letter["dead_id"], order.id]
+    assert run_cli(pg_settings, prefix, "dead").stdout == ""
+    fixed = cli(pg_settings, prefix, "--group", "billing", "--types", "order.placed")
+    await asyncio.sleep(4)
+    fixed_out, fixed_err = stop(fixed)
+    audit_out, _ = stop(audit)
+    assert [json.loads(line)["id"] for line in fixed_out.splitlines()] == [order.id], fixed_err
+    assert [json.loads(line)["id"] for line in audit_out.splitlines()] == [order.id]  # once: the repeat is skipped
+    assert run_cli(pg_settings, prefix, "redrive", "--group", "billing", "0-1").returncode == 1

@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from conversation_api.events.bus import EventBus, EventBusUnavailable
-from conversation_api.events.consumer import consume
+from conversation_api.events.consumer import consume, handle_delivery
 from conversation_api.events.envelope import Event
 from conversation_api.events.in_process import InProcessBus
 from conversation_api.events.redis_streams import RedisStreamsBus
@@ -131,3 +132,87 @@ async def test_redis_down_is_reported_as_unavailable() -> None:
     with pytest.raises(EventBusUnavailable):
         await dead.read(group="g", consumer="c", types=["message.received"], block_ms=10)
     await dead.aclose()
+
+
+async def dead_letters(bus: EventBus) -> list[tuple[str, str, int, str]]:
+    """(event id, group, deliveries, error) of each dead letter, whichever adapter holds them."""
+    if isinstance(bus, InProcessBus):
+        return [(d.delivery.event.id, d.delivery.group, d.delivery.deliveries, d.error) for d in bus.dead]
+    assert isinstance(bus, RedisStreamsBus)
+    return [(d.event.id, d.group, d.deliveries, d.error) for d in await bus.dead_letters()]
+
+
+async def nothing_pending(bus: EventBus, group: str, kind: str) -> bool:
+    if isinstance(bus, InProcessBus):
+        return bus.pending_count(group) == 0
+    assert isinstance(bus, RedisStreamsBus)
+    client = Redis.from_url(REDIS_URL)
+    try:
+        summary = await client.xpending(bus.stream(kind), group)
+    finally:
+        await client.aclose()
+    return int(summary["pending"]) == 0
+
+
+async def test_an_event_the_handler_keeps_failing_on_is_dead_lettered_after_n_deliveries(bus: EventBus) -> None:
+    bad, good = event("order.placed", "c", 1), event("order.placed", "c", 2)
+    await bus.publish([bad, good])
+    calls: list[str] = []
+    stop = asyncio.Event()
+
+    async def handler(received: Event) -> None:
+        calls.append(received.id)
+        if received.id == bad.id:
+            raise RuntimeError("the CRM refuses this order")
+
+    before = REGISTRY.get_sample_value(
+        "reviewbot_events_dead_lettered_total", {"group": "billing", "type": "order.placed"}
+    )
+    consumer = asyncio.create_task(
+        consume(
+            bus,
+            group="billing",
+            consumer="b-1",
+            types=["order.placed"],
+            handler=handler,
+            stop=stop,
+            block_ms=50,
+            max_deliveries=3,
+        )
+    )
+    try:
+        for _ in range(200):
+            if await dead_letters(bus):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # three claim-idle periods: it does not come round again
+    finally:
+        stop.set()
+        await asyncio.wait_for(consumer, timeout=5)
+    assert calls.count(bad.id) == 3 and calls.count(good.id) == 1
+    assert await dead_letters(bus) == [(bad.id, "billing", 3, "RuntimeError: the CRM refuses this order")]
+    assert await nothing_pending(bus, "billing", "order.placed")
+    after = REGISTRY.get_sample_value(
+        "reviewbot_events_dead_lettered_total", {"group": "billing", "type": "order.placed"}
+    )
+    assert (after or 0) == (before or 0) + 1
+
+
+async def test_an_event_its_consumers_died_on_is_dead_lettered_without_running_the_handler(bus: EventBus) -> None:
+    crash = event("contact.updated", "c", 1)
+    await bus.publish([crash])
+    for n in range(3):  # three consumers took it and died before acknowledging it (killed, out of memory)
+        [taken] = await bus.read(group="crm", consumer=f"doomed-{n}", types=["contact.updated"], block_ms=50)
+        assert taken.deliveries == n + 1
+        await asyncio.sleep(0.25)  # longer than the claim idle time
+    [delivery] = await bus.read(group="crm", consumer="careful", types=["contact.updated"], block_ms=50)
+    assert delivery.deliveries == 4
+    ran: list[Event] = []
+
+    async def handler(received: Event) -> None:
+        ran.append(received)
+
+    assert not await handle_delivery(bus, delivery, handler, max_deliveries=3)
+    assert ran == []
+    assert await dead_letters(bus) == [(crash.id, "crm", 4, "delivered 4 times, never acknowledged")]
+    assert await nothing_pending(bus, "crm", "contact.updated")

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
+from conversation_api.events.envelope import Event
 from conversation_api.settings import Settings
 from tests.support.database import drop_schema, migrate, new_schema_name, postgres_settings, sqlite_settings
 from tests.support.processes import free_port
@@ -61,6 +62,12 @@ def redis_server(port: int | None = None) -> Iterator[str]:
         client.close()
         process.terminate()
         process.wait(timeout=10)
+
+
+async def refuse_orders(event: Event) -> None:
+    """A consumer handler (`--handler tests.support.events:refuse_orders`) that fails on every order."""
+    if event.type == "order.placed":
+        raise RuntimeError(f"order {event.payload.get('total')} refused")
 
 
 def slot(name: str, value: Any) -> dict[str, Any]:
