@@ -76,6 +76,14 @@ class GatewayReply:
         return "\n".join(m.text for m in self.messages if m.text)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAs:
+    """How the conversation stores a customer message when the channel shows it otherwise than the bot gets it."""
+
+    text: str
+    payload: dict[str, Any] | None = None
+
+
 def client_key(user_id: str, client_message_id: str) -> str:
     """The stored `external_id` of an API message sent with a client message id (unique per user)."""
     return f"{user_id}/{client_message_id}"
@@ -112,12 +120,15 @@ class MessageGateway:
         external_id: str | None = None,
         client_message_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        shown: StoredAs | None = None,
     ) -> GatewayReply:
         """Store the message, ask the bot unless a human has the conversation, store the reply.
 
         `external_id` is the channel's own id of the message (a WhatsApp wamid);
         `client_message_id` an API client's. Either makes the call idempotent: a
-        repeat stores nothing new.
+        repeat stores nothing new. `text` is what the bot gets; `shown`, when the
+        channel's customer saw something else (a button's title for its id), is what
+        the conversation stores.
 
         Raises ConversationNotFound for an unknown or foreign conversation,
         Conflict for a client message id already used in another conversation, and
@@ -126,7 +137,7 @@ class MessageGateway:
         """
         received = time.perf_counter()
         if client_message_id is None:
-            return await self._turn(user_id, conversation_id, text, channel, external_id, metadata, received)
+            return await self._turn(user_id, conversation_id, text, channel, external_id, metadata, received, shown)
         key = client_key(user_id, client_message_id)
         # Retries of one client message queue here, even before it has a conversation.
         async with self._uow.key(key, LockSpace.client_message):
@@ -140,7 +151,7 @@ class MessageGateway:
                         message_id=earlier.id,
                     )
                 conversation_id = earlier.conversation_id
-            return await self._turn(user_id, conversation_id, text, channel, key, metadata, received)
+            return await self._turn(user_id, conversation_id, text, channel, key, metadata, received, shown)
 
     async def redrive(
         self, *, conversation_id: str, message_id: int, max_age_seconds: float, bot_up: bool = True
@@ -195,6 +206,46 @@ class MessageGateway:
                 return "failed"
             return "answered"
 
+    async def open_conversation(self, *, user_id: str, channel: str, conversation_id: str | None) -> Conversation:
+        """The conversation a channel keeps for one customer (`conversation_id`), or a new one if it has none."""
+        async with self._sessions() as session, session.begin():
+            conversation = (
+                await service.get(session=session, conversation_id=conversation_id) if conversation_id else None
+            )
+            if conversation is None or conversation.user_id != user_id:
+                conversation = await service.create(session=session, user_id=user_id, channel=channel)
+                handoff.start_bookkeeping(session=session, conversation_id=conversation.id)
+                log.info("conversation started conversation_id=%s channel=%s", conversation.id, channel)
+            return conversation
+
+    async def record(
+        self, *, user_id: str, conversation_id: str, channel: str, external_id: str, shown: StoredAs
+    ) -> int:
+        """Store a customer message that is not a turn for the bot (a reaction, a type it cannot read).
+
+        Idempotent by the channel's `external_id`; returns the stored message's id.
+        """
+        async with self._uow.conversation(conversation_id) as work, work.transaction() as session:
+            existing = await service.find_external(session=session, channel=channel, external_id=external_id)
+            if existing is not None:
+                return existing.id
+            conversation, _ = await self._load(session, conversation_id, user_id)
+            message = await service.add_message(
+                session=session,
+                conversation=conversation,
+                sender=Sender.user,
+                text=shown.text,
+                payload=shown.payload,
+                external_id=external_id,
+                events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
+            )
+            return message.id
+
+    async def replies(self, *, message_id: int) -> list[Message]:
+        """The bot's stored replies to a customer message, in order (what a channel still has to deliver)."""
+        async with self._sessions() as session:
+            return list(await service.replies_to(session=session, message_id=message_id))
+
     async def _turn(
         self,
         user_id: str,
@@ -204,6 +255,7 @@ class MessageGateway:
         external_id: str | None,
         metadata: dict[str, Any] | None,
         received: float,
+        shown: StoredAs | None = None,
     ) -> GatewayReply:
         # A new conversation gets its id now, so its first turn runs under its lock like every other.
         cid = conversation_id or new_conversation_id()
@@ -225,7 +277,8 @@ class MessageGateway:
                         session=session,
                         conversation=conversation,
                         sender=Sender.user,
-                        text=text,
+                        text=shown.text if shown else text,
+                        payload=shown.payload if shown else None,
                         external_id=external_id,
                         turn_state=TurnState.pending if conversation.handoff_state is HandoffState.bot else None,
                         events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
@@ -250,9 +303,13 @@ class MessageGateway:
                         await service.set_turn_state(session=session, message_id=message.id, state=TurnState.handed_off)
                 return reply
             if existing is None:
-                return await self._ask_bot(work, conversation, message, resume_pending, metadata, reply, received)
+                return await self._ask_bot(
+                    work, conversation, message, resume_pending, metadata, reply, received, bot_text=text
+                )
             try:
-                answered = await self._ask_bot(work, conversation, message, resume_pending, metadata, reply, received)
+                answered = await self._ask_bot(
+                    work, conversation, message, resume_pending, metadata, reply, received, bot_text=text
+                )
             except (BotUnavailableError, DatabaseUnavailable):
                 TURNS_REDRIVEN.labels("retry", "failed").inc()
                 raise
@@ -302,6 +359,8 @@ class MessageGateway:
         metadata: dict[str, Any] | None,
         reply: GatewayReply,
         received: float,
+        *,
+        bot_text: str | None = None,
     ) -> GatewayReply:
         conversation_id, message_id = conversation.id, message.id
         if resume_pending and not await self._sync.apply(conversation.id):
@@ -315,7 +374,8 @@ class MessageGateway:
         try:
             turn = await self._bot.send(
                 sender_id=conversation.id,
-                text=message.text,
+                # A re-driven API message is sent as stored; a channel passes what its customer meant.
+                text=bot_text if bot_text is not None else message.text,
                 metadata={
                     "user_id": conversation.user_id,
                     "channel": conversation.channel,

@@ -39,12 +39,11 @@ from connectors.whatsapp.models import (
 )
 from connectors.whatsapp.outbound import WhatsAppChannel, as_utc
 from connectors.whatsapp.store import upsert_contact, user_id_for
-from conversation_api.conversations import service
-from conversation_api.conversations.models import Channel, Conversation, Message, Sender
+from conversation_api.conversations.models import Channel, Conversation
 from conversation_api.db import utcnow
 from conversation_api.errors import BotUnavailableError
-from conversation_api.gateway import MessageGateway
-from conversation_api.locks import ConversationLocks
+from conversation_api.gateway import MessageGateway, StoredAs
+from conversation_api.locks import ConversationLocks, LockSpace
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +243,7 @@ class InboundWorker:
     async def _process_group(self, rows: Sequence[WhatsAppInbound]) -> None:
         remaining = len(rows)
         try:
-            async with self._locks.hold(user_id_for(rows[0].wa_id)):
+            async with self._locks.hold(user_id_for(rows[0].wa_id), LockSpace.channel_user):
                 for row in rows:
                     await self.process(row)
                     self._busy -= 1
@@ -289,18 +288,17 @@ class InboundWorker:
         await self._finish(row, cid, message_id)
 
     async def _conversation_for(self, row: WhatsAppInbound) -> Conversation:
-        """The one open WhatsApp conversation of this user, created on their first message."""
+        """The one open WhatsApp conversation of this user (the gateway starts it on their first message)."""
         async with self._sessions() as session, session.begin():
             contact = await session.get(WhatsAppContact, row.wa_id)
             if contact is None:  # rows inserted by hand or before contacts existed
                 await upsert_contact(session=session, wa_id=row.wa_id, profile_name=None, last_inbound_at=row.sent_at)
                 contact = await session.get(WhatsAppContact, row.wa_id)
                 assert contact is not None
-            conversation = await service.get(session=session, conversation_id=contact.conversation_id or "")
-            if conversation is None:
-                conversation = await service.create(
-                    session=session, user_id=contact.user_id, channel=Channel.whatsapp.value
-                )
+            conversation = await self._gateway.open_conversation(
+                user_id=contact.user_id, channel=Channel.whatsapp.value, conversation_id=contact.conversation_id
+            )
+            if contact.conversation_id != conversation.id:
                 contact.conversation_id = conversation.id
                 log.info("conversation started conversation_id=%s wa_id=%s", conversation.id, row.wa_id)
             return conversation
@@ -313,62 +311,35 @@ class InboundWorker:
 
     async def _handle(self, row: WhatsAppInbound, conversation: Conversation) -> int:
         cid = conversation.id
-        # Only a previous attempt can have stored the message already (the first one is claimed with attempts=1).
-        stored = await self._stored_message(row.wamid) if row.attempts > 1 else None
+        shown = StoredAs(text=row.text, payload=_payload(row))
         if row.bot_text is None:
             # Reactions, unsupported and unknown types: kept in the conversation, not a turn for the bot.
-            if stored is None:
-                async with self._sessions() as session, session.begin():
-                    conversation = await session.get(Conversation, cid) or conversation
-                    stored = await service.append_message(
-                        session=session,
-                        conversation=conversation,
-                        sender=Sender.user,
-                        text=row.text,
-                        payload=_payload(row),
-                        external_id=row.wamid,
-                    )
+            message_id = await self._gateway.record(
+                user_id=conversation.user_id,
+                conversation_id=cid,
+                channel=Channel.whatsapp.value,
+                external_id=row.wamid,
+                shown=shown,
+            )
             log.info("stored without the bot conversation_id=%s wamid=%s type=%s", cid, row.wamid, row.type)
-            return stored.id
-
-        if stored is not None and stored.intent is not None:
-            # A previous attempt got the bot's answer but stopped before delivering it (crash): deliver only.
-            message_id = stored.id
-        else:
-            try:
-                reply = await self._gateway.handle(
-                    user_id=conversation.user_id,
-                    conversation_id=cid,
-                    text=row.bot_text,
-                    channel=Channel.whatsapp.value,
-                    external_id=row.wamid,
-                    metadata={"whatsapp": {"wa_id": row.wa_id, "type": row.type, "wamid": row.wamid}},
-                )
-            except BotUnavailableError as exc:
-                await self._readable(exc.extra.get("message_id"), row)
-                raise
-            message_id = reply.user_message_id
-            await self._readable(message_id, row)
-            if not reply.messages:
-                log.info("no bot reply (handled by a human) conversation_id=%s wamid=%s", cid, row.wamid)
-                return message_id
-        await self._deliver_replies(row, conversation, message_id)
-        return message_id
-
-    async def _stored_message(self, wamid: str) -> Message | None:
-        async with self._sessions() as session:
-            return await session.scalar(
-                select(Message).where(Message.channel == Channel.whatsapp.value, Message.external_id == wamid)
-            )
-
-    async def _readable(self, message_id: int | None, row: WhatsAppInbound) -> None:
-        """The bot got the button's id; the conversation shows what the customer saw, the id in the payload."""
-        if message_id is None or (row.type == "text" and row.bot_text == row.text):
-            return  # plain text: what the bot got is what the customer wrote
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(Message).where(Message.id == message_id).values(text=row.text, payload=_payload(row))
-            )
+            return message_id
+        # A repeat (a previous attempt crashed, or the bot was down) is idempotent by the wamid: the
+        # gateway answers it from the store, or sends that same stored message to the bot again.
+        reply = await self._gateway.handle(
+            user_id=conversation.user_id,
+            conversation_id=cid,
+            text=row.bot_text,
+            channel=Channel.whatsapp.value,
+            external_id=row.wamid,
+            metadata={"whatsapp": {"wa_id": row.wa_id, "type": row.type, "wamid": row.wamid}},
+            # The bot gets a button's id; the conversation shows what the customer saw, the id in the payload.
+            shown=None if (row.type == "text" and row.bot_text == row.text) else shown,
+        )
+        if not reply.messages:
+            log.info("no bot reply (handled by a human) conversation_id=%s wamid=%s", cid, row.wamid)
+            return reply.user_message_id
+        await self._deliver_replies(row, conversation, reply.user_message_id)
+        return reply.user_message_id
 
     async def _deliver_replies(self, row: WhatsAppInbound, conversation: Conversation, message_id: int) -> None:
         """Send the turn's bot replies the Graph API has not accepted (or refused for good) yet, in order.
@@ -376,20 +347,8 @@ class InboundWorker:
         A reply the Graph API keeps failing on stops the turn here (RepliesNotDelivered): the
         inbound row is retried later and sends what is pending from where it stopped.
         """
+        bot_replies = await self._gateway.replies(message_id=message_id)
         async with self._sessions() as session:
-            replies = (
-                await session.scalars(
-                    select(Message)
-                    .where(Message.conversation_id == conversation.id, Message.id > message_id)
-                    .order_by(Message.id)
-                    .limit(50)
-                )
-            ).all()
-            bot_replies = []
-            for message in replies:
-                if message.sender is not Sender.bot:
-                    break  # the next customer message (or a CSR's) starts another turn
-                bot_replies.append(message)
             sent_before: dict[int | None, list[WhatsAppOutbound]] = defaultdict(list)
             for request in await session.scalars(
                 select(WhatsAppOutbound)

@@ -167,6 +167,7 @@ async def add_message(
     sender: Sender,
     text: str,
     external_id: str | None = None,
+    payload: dict[str, Any] | None = None,
     turn_state: TurnState | None = None,
     events: Callable[[Message], list[dict[str, Any]]] = lambda _message: [],
 ) -> Message:
@@ -177,7 +178,11 @@ async def add_message(
     """
     now = utcnow()
     values = _message_values(
-        conversation, sender, NewMessage(text=text, external_id=external_id), now, turn_state=turn_state
+        conversation,
+        sender,
+        NewMessage(text=text, external_id=external_id, payload=payload),
+        now,
+        turn_state=turn_state,
     )
     table = cast(Table, Message.__table__)
     stored = await execute_together(

@@ -40,3 +40,22 @@ def test_no_two_packages_import_each_other() -> None:
     assert {"events", "metrics", "conversations", "handoff", "feedback", "dashboard"} <= set(packages)
     both_ways = [(a, b) for a, b in combinations(sorted(packages), 2) if b in imports_of(a) and a in imports_of(b)]
     assert both_ways == []
+
+
+def test_connectors_are_edges_that_call_the_gateway() -> None:
+    """No connector runs SQL on the API's tables or calls a domain service: it goes through the gateway."""
+    import re
+
+    connectors = API.parent / "connectors"
+    table_sql = re.compile(
+        r"\b(select|update|insert|delete)\((Message|Conversation)\b|session\.get\((Message|Conversation)\b"
+    )
+    offenders: list[str] = []
+    for path in connectors.rglob("*.py"):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if module.startswith("conversation_api.") and module.endswith((".service", ".router")):
+                offenders.append(f"{path.relative_to(connectors)} imports {module}")
+        offenders += [f"{path.relative_to(connectors)}: {m.group(0)}" for m in table_sql.finditer(source)]
+    assert offenders == []
