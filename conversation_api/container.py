@@ -88,19 +88,7 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     bot = bot or RasaChannelBot(
         base_url=settings.rasa_replicas, token=settings.rasa_token, timeout=settings.rasa_timeout
     )
-    # Timeouts, so a hung Redis fails a call in seconds instead of hanging it; one retry on a fresh
-    # connection, so the connections a Redis restart closed are replaced instead of failing a call.
-    redis = (
-        Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        if settings.redis_url
-        else None
-    )
+    redis = redis_client(settings.redis_url, socket_timeout=2) if settings.redis_url else None
     # PostgreSQL's advisory locks hold across workers and replicas; SQLite serves one process (settings check).
     locks: ConversationLocks = (
         InProcessLocks(wait=settings.conversation_lock_wait)
@@ -164,19 +152,25 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     return container
 
 
+def redis_client(url: str, *, socket_timeout: float) -> Redis:
+    """A Redis client that fails a call within seconds when Redis hangs, and retries once on a fresh
+    connection, so the connections a Redis restart closed are replaced instead of failing a call."""
+    return Redis.from_url(
+        url,
+        socket_connect_timeout=2,
+        socket_timeout=socket_timeout,
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+
+
 def build_bus(settings: Settings) -> EventBus:
     """Redis Streams when EVENTS_REDIS_URL or REDIS_URL is set, otherwise in this process."""
     url = settings.event_bus_url
     if url is None:
         return InProcessBus()
     # Its own client with timeouts: a hung Redis must not hold the relay's database transaction.
-    client = Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    client = redis_client(url, socket_timeout=5)
     return RedisStreamsBus(client, prefix=settings.events_stream_prefix, maxlen=settings.events_stream_maxlen)
 
 
