@@ -11,10 +11,11 @@ ROLE ?= client
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-.venv/.installed: requirements/api.lock
+# Runtime and development pins together: the image installs only the runtime lock (docker/api.Dockerfile).
+.venv/.installed: requirements/api-runtime.lock requirements/api-dev.lock
 	@py=$$(scripts/find-python.sh 3.11) && rm -rf .venv && "$$py" -m venv .venv
 	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q -r requirements/api.lock
+	.venv/bin/pip install -q -r requirements/api-runtime.lock -r requirements/api-dev.lock
 	touch $@
 
 .venv-rasa/.installed: requirements/rasa.lock

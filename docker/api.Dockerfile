@@ -2,8 +2,9 @@
 FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 API_WORKERS=2
-COPY requirements/api.lock requirements/api.lock
-RUN pip install --no-cache-dir -r requirements/api.lock
+# Only what the API imports at run time: no test or lint tools in production.
+COPY requirements/api-runtime.lock requirements/api-runtime.lock
+RUN pip install --no-cache-dir -r requirements/api-runtime.lock
 COPY alembic.ini ./
 COPY migrations migrations
 COPY conversation_api conversation_api
