@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train migrate run test test-api test-actions test-stories test-nlu validate lint token bench bench-whatsapp nlu-report clean browser
+.PHONY: help setup train image-model migrate run test test-api test-actions test-stories test-nlu validate lint token bench bench-whatsapp nlu-report clean browser
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ setup: .venv/.installed .venv-rasa/.installed ## create both environments (API 3
 train: .venv-rasa/.installed ## train the Rasa model if its inputs changed
 	@$(RASA_PY) scripts/sync_nlu_lookups.py
 	@scripts/train-model.sh >/dev/null
+
+image-model: ## print the model file the Rasa image carries (its build arg MODEL); fails if `make train` has not made it
+	@model=$$(scripts/model-name.sh) && { [ -f "$$model" ] || { echo "$$model is missing: run make train" >&2; exit 1; }; } \
+	  && echo "$$model"
 
 migrate: .venv/.installed ## apply database migrations to DATABASE_URL
 	.venv/bin/alembic upgrade heads

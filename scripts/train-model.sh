@@ -6,8 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RASA=${RASA:-.venv-rasa/bin/rasa}
 CACHE=${MODEL_CACHE:-$HOME/.cache/reviewbot/models}
-hash=$( { sha256sum config.yml domain.yml; find rasa_project/data -type f -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16)
-name="reviewbot-$hash"
+name=$(basename "$(scripts/model-name.sh)" .tar.gz)
 mkdir -p models "$CACHE"
 if [ ! -f "models/$name.tar.gz" ]; then
   if [ -f "$CACHE/$name.tar.gz" ]; then

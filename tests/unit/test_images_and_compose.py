@@ -7,11 +7,16 @@ rendered by `docker-compose config`.
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -137,3 +142,96 @@ def test_the_api_image_installs_only_the_runtime_lock() -> None:
     makefile = (ROOT / "Makefile").read_text()
     rule = next(line for line in makefile.splitlines() if line.startswith(".venv/.installed:"))
     assert "requirements/api-runtime.lock" in rule and "requirements/api-dev.lock" in rule
+
+
+# --- the Rasa image carries the tested model ---------------------------------------------------
+
+MODEL_NAME = re.compile(r"models/reviewbot-[0-9a-f]{16}\.tar\.gz")
+
+
+def training_inputs(tmp_path: Path) -> Path:
+    """A copy of what the Rasa image copies before its check: config, domain, data, the script."""
+    app = tmp_path / "app"
+    (app / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "config.yml", app)
+    shutil.copy(ROOT / "domain.yml", app)
+    shutil.copytree(ROOT / "rasa_project", app / "rasa_project", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "scripts/model-name.sh", app / "scripts")
+    return app
+
+
+def model_name(app: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "scripts/model-name.sh", *args], cwd=app, capture_output=True, text=True)
+
+
+def test_the_rasa_image_copies_the_model_instead_of_training_one() -> None:
+    lines = [line.strip() for line in (ROOT / "docker/rasa.Dockerfile").read_text().splitlines()]
+    assert not any("rasa train" in line for line in lines if not line.startswith("#"))
+    check = lines.index('RUN scripts/model-name.sh --check "$MODEL"')
+    copy = lines.index("COPY --chown=reviewbot ${MODEL} models/")
+    # The hash is taken over the inputs the image carries, before the model is copied.
+    inputs = [lines.index("COPY --chown=reviewbot config.yml domain.yml ./"), lines.index("ARG MODEL")]
+    assert max(inputs) < check < copy
+    assert "--model models/reviewbot.tar.gz" in lines[-1] and lines[-1].startswith("CMD ")
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    # Docker's last matching pattern wins: the model files come back into the build context.
+    assert ignore.index("!models/reviewbot-*.tar.gz") > ignore.index("models")
+
+
+def test_the_build_check_accepts_only_the_model_of_the_copied_inputs(tmp_path: Path) -> None:
+    app = training_inputs(tmp_path)
+    named = model_name(app)
+    assert named.returncode == 0, named.stderr
+    name = named.stdout.strip()
+    assert MODEL_NAME.fullmatch(name)
+    assert model_name(ROOT).stdout.strip() == name  # the checkout and the image's copy agree
+    current = ROOT / "models/current.tar.gz"
+    if current.is_symlink():  # `make train` ran: the image would carry the very file it made
+        assert f"models/{current.readlink()}" == name
+    assert model_name(app, "--check", name).returncode == 0
+
+    missing = model_name(app, "--check", "")
+    assert missing.returncode == 1 and f"--build-arg MODEL={name}" in missing.stderr
+
+    story = next((app / "rasa_project/data").rglob("*.yml"))
+    story.write_text(story.read_text() + "\n# one more line\n")
+    stale = model_name(app, "--check", name)
+    assert stale.returncode == 1 and "was not trained on these inputs" in stale.stderr
+    assert model_name(app).stdout.strip() != name
+
+
+def test_the_build_links_the_named_model_and_refuses_a_truncated_one(tmp_path: Path) -> None:
+    lines = (ROOT / "docker/rasa.Dockerfile").read_text().splitlines()
+    step = next(line.removeprefix("RUN ") for line in lines if line.startswith("RUN ln -s"))
+    payload = tmp_path / "metadata.json"
+    payload.write_bytes(os.urandom(200_000))
+    name = "models/reviewbot-0123456789abcdef.tar.gz"
+
+    def build(app: Path, truncate: bool) -> subprocess.CompletedProcess[str]:
+        (app / "models").mkdir(parents=True)
+        with tarfile.open(app / name, "w:gz") as archive:
+            archive.add(payload, arcname="metadata.json")
+        if truncate:
+            data = (app / name).read_bytes()
+            (app / name).write_bytes(data[: len(data) // 2])
+        env = {"PATH": "/usr/bin:/bin", "MODEL": name}
+        return subprocess.run(["sh", "-c", step], cwd=app, env=env, capture_output=True, text=True)
+
+    good = build(tmp_path / "good", truncate=False)
+    assert good.returncode == 0, good.stderr
+    assert (tmp_path / "good/models/reviewbot.tar.gz").resolve() == (tmp_path / "good" / name).resolve()
+    assert build(tmp_path / "bad", truncate=True).returncode != 0
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_make_image_model_prints_the_model_file_once_make_train_made_it(tmp_path: Path) -> None:
+    app = training_inputs(tmp_path)
+    shutil.copy(ROOT / "Makefile", app)
+    before = subprocess.run(["make", "-s", "image-model"], cwd=app, capture_output=True, text=True)
+    assert before.returncode != 0 and "run make train" in before.stderr
+    name = model_name(app).stdout.strip()
+    (app / "models").mkdir()
+    (app / name).write_bytes(b"model")
+    after = subprocess.run(["make", "-s", "image-model"], cwd=app, capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.strip() == name
