@@ -6,17 +6,26 @@ rendered by `docker-compose config`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import time
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -235,3 +244,170 @@ def test_make_image_model_prints_the_model_file_once_make_train_made_it(tmp_path
     after = subprocess.run(["make", "-s", "image-model"], cwd=app, capture_output=True, text=True)
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == name
+
+
+# --- docker-compose: two of each tier behind HAProxy -------------------------------------------
+
+COMPOSE_ENV = {
+    "POSTGRES_PASSWORD": "pw",
+    "RASA_TOKEN": "rasa-token",
+    "JWT_SECRET": "j" * 40,
+    "GRAFANA_ADMIN_PASSWORD": "g" * 16,
+    "MODEL": "models/reviewbot-0123456789abcdef.tar.gz",
+    "PATH": "/usr/bin:/bin",
+}
+HAPROXY = os.environ.get("HAPROXY") or shutil.which("haproxy")
+needs_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy (Debian package) not installed; or set HAPROXY")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
+def test_compose_runs_two_apis_and_two_rasas_behind_the_load_balancer_with_the_given_model() -> None:
+    result = subprocess.run(["docker-compose", "config"], cwd=ROOT, env=COMPOSE_ENV, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert services["rasa"]["deploy"]["replicas"] == 2
+    # Only the load balancer (and the dashboards) listen on the host: replicas cannot share a port.
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"lb", "grafana", "prometheus"}
+    assert [p["published"] for p in services["lb"]["ports"]] == [8000]
+    assert services["lb"]["image"].startswith("haproxy:2.6")
+    config = f"{ROOT}/deploy/lb/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro"
+    assert services["lb"]["volumes"] == [config]
+    api = services["api"]["environment"]
+    assert api["RASA_URL"] == "http://lb:5005" and "RASA_URLS" not in api
+    # Both images come from the one Rasa build, carrying the file named by MODEL; nothing trains.
+    for name in ("rasa", "actions"):
+        assert services[name]["build"]["args"] == {"MODEL": COMPOSE_ENV["MODEL"]}
+        assert "train" not in str(services[name].get("command", ""))
+    assert "--model models/reviewbot.tar.gz" in services["rasa"]["command"]
+    # Migrations once, before the replicas, instead of each replica racing the other.
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "heads"]
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["image"] == services["api"]["image"]
+
+
+def haproxy_config() -> str:
+    return (ROOT / "deploy/lb/haproxy.cfg").read_text()
+
+
+@needs_haproxy
+def test_haproxy_accepts_the_config() -> None:
+    assert HAPROXY is not None
+    result = subprocess.run([HAPROXY, "-c", "-f", str(ROOT / "deploy/lb/haproxy.cfg")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = "\n".join(line.split("#", 1)[0] for line in haproxy_config().splitlines())
+    assert "server-template api 4 api:8000" in config and "server-template rasa 4 rasa:5005" in config
+    # Nothing that holds, rewrites or caps a request body.
+    for directive in ("http-buffer-request", "compression", "req.body", "http-request set-body", "tune.bufsize"):
+        assert directive not in config
+
+
+class Replica(ThreadingHTTPServer):
+    """A stand-in API or Rasa replica: answers its health route as told, records what it was sent."""
+
+    def __init__(self, name: str, health_path: str, *, healthy: bool) -> None:
+        self.name, self.health_path, self.healthy = name, health_path, healthy
+        self.received: list[tuple[str, bytes, Message]] = []
+        super().__init__(("127.0.0.1", 0), ReplicaHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # HAProxy's health checks hang up once they have read the status line
+
+
+class ReplicaHandler(BaseHTTPRequestHandler):
+    server: Replica
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == self.server.health_path:
+            self.answer(200 if self.server.healthy else 503, b"{}")
+            return
+        self.server.received.append((self.path, b"", self.headers))
+        self.answer(200, self.server.name.encode())
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.path, body, self.headers))
+        self.answer(200, hashlib.sha256(body).hexdigest().encode())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@needs_haproxy
+def test_haproxy_sends_traffic_only_to_ready_replicas_and_passes_the_webhook_body_untouched(tmp_path: Path) -> None:
+    """The real config, with the replicas on local ports instead of Docker's DNS and faster checks."""
+    assert HAPROXY is not None
+    api_ready, api_unready = Replica("api-1", "/readyz", healthy=True), Replica("api-2", "/readyz", healthy=False)
+    rasa_loading = Replica("rasa-1", "/webhooks/reviewbot/", healthy=False)
+    rasa_ready = Replica("rasa-2", "/webhooks/reviewbot/", healthy=True)
+    api_port, rasa_port = free_port(), free_port()
+
+    def servers(prefix: str, replicas: list[Replica]) -> str:
+        return "\n".join(f"  server {prefix}{i} 127.0.0.1:{r.server_port}" for i, r in enumerate(replicas))
+
+    config = haproxy_config()
+    config = config.replace("server-template api 4 api:8000", servers("api", [api_ready, api_unready]))
+    config = config.replace("server-template rasa 4 rasa:5005", servers("rasa", [rasa_loading, rasa_ready]))
+    config = config.replace("bind :8000", f"bind 127.0.0.1:{api_port}").replace(
+        "bind :5005", f"bind 127.0.0.1:{rasa_port}"
+    )
+    config = config.replace(" resolvers docker init-addr none", "").replace("inter 2s", "inter 100ms")
+    config = config.replace("log stdout format raw local0 info", "")
+    assert config.count("127.0.0.1:") == 6
+    (tmp_path / "haproxy.cfg").write_text(config)
+    proxy = subprocess.Popen([HAPROXY, "-f", str(tmp_path / "haproxy.cfg")], stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(timeout=5) as client:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # until the failing replicas' checks have taken them out
+                try:
+                    names = {client.get(f"http://127.0.0.1:{api_port}/api/v1/x").text for _ in range(6)}
+                    if names == {"api-1"}:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            before = len(api_ready.received)
+            answers = [client.get(f"http://127.0.0.1:{api_port}/api/v1/conversations").text for _ in range(20)]
+            assert answers == ["api-1"] * 20 and len(api_ready.received) == before + 20
+            unready_traffic = [path for path, _, _ in api_unready.received if path != "/readyz"]
+            assert len(unready_traffic) <= 6  # only what the first round sent before the checks settled
+
+            # Meta's webhook: arbitrary bytes up to the 1 MiB cap, signed over exactly those bytes.
+            body = os.urandom(1_048_576 - 1)
+            signature = "sha256=" + hmac.new(b"app-secret", body, hashlib.sha256).hexdigest()
+            headers = {"X-Hub-Signature-256": signature, "Content-Type": "application/json"}
+            reply = client.post(f"http://127.0.0.1:{api_port}/webhooks/whatsapp", content=body, headers=headers)
+            assert reply.status_code == 200 and reply.text == hashlib.sha256(body).hexdigest()
+            path, received, sent_headers = api_ready.received[-1]
+            assert path == "/webhooks/whatsapp" and received == body
+            assert sent_headers["X-Hub-Signature-256"] == signature
+            assert sent_headers["Content-Length"] == str(len(body))
+
+            # The API's turns reach only the Rasa replica whose model is loaded.
+            for _ in range(10):
+                turn = client.post(f"http://127.0.0.1:{rasa_port}/webhooks/reviewbot/webhook", json={"message": "hi"})
+                assert turn.status_code == 200
+            assert len([p for p, _, _ in rasa_ready.received if p == "/webhooks/reviewbot/webhook"]) >= 10 - 6
+            assert not [p for p, _, _ in rasa_loading.received if p == "/webhooks/reviewbot/webhook"][6:]
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=10)
+        for replica in (api_ready, api_unready, rasa_loading, rasa_ready):
+            replica.shutdown()
+            replica.server_close()
