@@ -388,6 +388,11 @@ def test_haproxy_sends_traffic_only_to_ready_replicas_and_passes_the_webhook_bod
             unready_traffic = [path for path, _, _ in api_unready.received if path != "/readyz"]
             assert len(unready_traffic) <= 6  # only what the first round sent before the checks settled
 
+            # /metrics has no authentication: refused from outside, never forwarded.
+            for path in ("/metrics", "/metrics/", "/metrics?name=x"):
+                assert client.get(f"http://127.0.0.1:{api_port}{path}").status_code == 403
+            assert not [p for p, _, _ in api_ready.received if p.startswith("/metrics")]
+
             # Meta's webhook: arbitrary bytes up to the 1 MiB cap, signed over exactly those bytes.
             body = os.urandom(1_048_576 - 1)
             signature = "sha256=" + hmac.new(b"app-secret", body, hashlib.sha256).hexdigest()
