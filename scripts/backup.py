@@ -11,8 +11,8 @@ actions/adapters/sql_db.py) and Rasa's tracker store (dialogue state, connectors
   while the stack runs is consistent (a plain `cp` of a database in WAL mode is not).
 - PostgreSQL: `pg_dump --format=custom` of the schema in use (DATABASE_SCHEMA, `public` when
   unset), plus the tracker's when TRACKER_DATABASE_URL/TRACKER_DATABASE_SCHEMA put it elsewhere;
-  restored with `pg_restore --clean --if-exists --single-transaction`, so a failed restore
-  changes nothing.
+  restored by dropping the schema and replaying the dump (`pg_restore --clean --if-exists` into
+  `psql --single-transaction`), so the schema ends as it was backed up, or, on any error, unchanged.
 
 A backup is one tar file, `BACKUP_DIR/reviewbot-<kind>-<UTC timestamp>.tar`, holding a
 `manifest.json` and one file per store. Restore refuses a backup of the other kind.
@@ -23,6 +23,7 @@ dialogue state that a restore replaces underneath them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -192,9 +193,34 @@ def pg_dump(store: Store, target: Path) -> None:
 
 
 def pg_restore(store: Store, source: Path) -> None:
-    command = [tool("pg_restore"), "--clean", "--if-exists", "--single-transaction", "--exit-on-error"]
-    command += ["--no-owner", "--no-privileges", "--dbname", store.location, str(source)]
-    run(command, store)
+    """Make the schema exactly the dump's, in one transaction: all of it or, on any error, nothing."""
+    schema = (store.schema or "public").replace('"', '""')
+    restore_sql = [tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges", "--file=-"]
+    apply_sql = [tool("psql"), "--no-psqlrc", "--quiet", "--single-transaction", "-v", "ON_ERROR_STOP=1"]
+    apply_sql += ["--dbname", store.location]
+    with tempfile.TemporaryFile("w+b") as errors:
+        producer = subprocess.Popen([*restore_sql, str(source)], stdout=subprocess.PIPE, stderr=errors)
+        consumer = subprocess.Popen(apply_sql, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
+        assert producer.stdout is not None and consumer.stdin is not None
+        # pg_restore --clean drops only what the dump has: tables created since (a newer migration's)
+        # would keep the schema from being dropped and stay behind. CASCADE takes them too.
+        try:
+            consumer.stdin.write(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE;\n'.encode())
+            shutil.copyfileobj(producer.stdout, consumer.stdin)
+        except BrokenPipeError:  # psql stopped at an error (ON_ERROR_STOP) and rolled back
+            pass
+        if producer.wait() != 0:
+            # Killed before the end of its input, psql never commits: the DROP above is rolled back.
+            consumer.kill()
+            consumer.wait()
+            failed = True
+        else:
+            with contextlib.suppress(BrokenPipeError):
+                consumer.stdin.close()
+            failed = consumer.wait() != 0
+        if failed:
+            errors.seek(0)
+            raise BackupError(f"{store.name}: restore failed, nothing changed: {errors.read().decode().strip()}")
 
 
 def tool(name: str) -> str:

@@ -10,6 +10,7 @@ without Rasa: both files back, byte for byte in their rows.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -235,3 +236,35 @@ def test_restore_refuses_what_it_cannot_restore(sqlite_files: tuple[Settings, Pa
 
     nothing = run_backup({"DATABASE_URL": f"sqlite:///{tmp_path / 'absent.db'}", "BACKUP_DIR": str(tmp_path)}, "backup")
     assert nothing.returncode == 1 and "no database at" in nothing.stderr
+
+
+def test_a_postgresql_restore_is_all_or_nothing(drill_settings: Settings, tmp_path: Path) -> None:
+    settings = drill_settings
+    env = {"DATABASE_URL": settings.database_url, "DATABASE_SCHEMA": str(settings.database_schema)}
+    backed = pg_tables(settings)
+    path = backed_up(env, tmp_path)
+    with psycopg.connect(plain_dsn(POSTGRES_URL), options=f"-csearch_path={settings.database_schema}") as conn:
+        conn.execute("CREATE TABLE added_since (id int)")  # a newer migration's table
+        conn.execute("DELETE FROM alembic_version")
+    changed = pg_tables(settings)
+
+    # A damaged dump: the restore fails and the schema is as it was, not half dropped.
+    damaged = tmp_path / "damaged" / path.name
+    damaged.parent.mkdir()
+    with tarfile.open(path) as tar, tarfile.open(damaged, "w") as out:
+        for member in tar.getmembers():
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if member.name.endswith(".dump"):
+                data = data[: len(data) // 2]
+            member.size = len(data)
+            out.addfile(member, io.BytesIO(data))
+    failed = run_backup(env, "restore", str(damaged))
+    assert failed.returncode == 1 and "nothing changed" in failed.stderr, failed.stderr
+    assert pg_tables(settings) == changed
+
+    restored = run_backup(env, "restore", str(path))
+    assert restored.returncode == 0, restored.stderr
+    assert pg_tables(settings) == backed  # the table added since is gone, the deleted rows are back
+
+    elsewhere = run_backup({**env, "DATABASE_SCHEMA": "some_other_schema"}, "restore", str(path))
+    assert elsewhere.returncode == 1 and "set DATABASE_SCHEMA to the backup's schema" in elsewhere.stderr
