@@ -36,6 +36,12 @@ image-model: ## print the model file the Rasa image carries (its build arg MODEL
 migrate: .venv/.installed ## apply database migrations to DATABASE_URL
 	.venv/bin/alembic upgrade heads
 
+backup: .venv/.installed ## back up the API's and the tracker's databases into BACKUP_DIR (default backups/)
+	$(API_PY) scripts/backup.py backup
+
+restore: .venv/.installed ## restore a backup with the stack stopped: make restore BACKUP=backups/reviewbot-….tar
+	$(API_PY) scripts/backup.py restore "$(BACKUP)"
+
 run: setup train migrate ## set up and start Rasa (:5005), actions (:5055) and the API (:8000)
 	scripts/run-stack.sh
 
