@@ -55,7 +55,6 @@ def test_kubernetes_manifests_render_with_probes_and_secrets() -> None:
         assert deployment["metadata"]["namespace"] == "reviewbot"
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"]
-        assert {"secretRef": {"name": "reviewbot-secrets"}} in container["envFrom"]
     api = deployments["api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in documents)
