@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {
     "POSTGRES_PASSWORD": "pw",
     "RASA_TOKEN": "rasa-token",
+    "ACTION_SERVER_TOKEN": "action-token",
     "JWT_SECRET": "j" * 40,
     "GRAFANA_ADMIN_PASSWORD": "g" * 16,
     "PATH": "/usr/bin:/bin",
