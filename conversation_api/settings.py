@@ -35,7 +35,7 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL schema to use (search_path); tests isolate runs with it."
     )
     # Per API worker process; the defaults suit one host. On Kubernetes size them so that the HPA's
-    # maximum cannot exhaust PostgreSQL's max_connections (deploy/k8s/configmap.yaml has the sum).
+    # maximum cannot exhaust PostgreSQL's max_connections (deploy/k8s/README.md has the sum).
     database_pool_size: int = Field(default=20, ge=1, description="PostgreSQL connections each API worker keeps.")
     database_max_overflow: int = Field(
         default=20, ge=0, description="Extra PostgreSQL connections an API worker may open under load, then closes."
