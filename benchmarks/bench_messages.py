@@ -243,6 +243,7 @@ def main() -> None:
         **database_env(settings),
         "REDIS_URL": args.redis_url,
         "LOG_LEVEL": "WARNING",
+        "ACTION_SERVER_TOKEN": "bench-action-server-token",  # Rasa sends it; the action server requires it
     }
     lines: list[str] = []
 

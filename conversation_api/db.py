@@ -37,7 +37,11 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         return {"connect_args": {"timeout": 30}}
     # pre_ping: a connection that died with a database restart is replaced on checkout instead of
     # failing a request with a 503 (one "SELECT 1"-like round trip per checkout).
-    options: dict[str, Any] = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
+    options: dict[str, Any] = {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+        "pool_pre_ping": True,
+    }
     if settings.database_schema:
         options["connect_args"] = {"options": f"-csearch_path={settings.database_schema}"}
     return options

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     database_schema: str | None = Field(
         default=None, description="PostgreSQL schema to use (search_path); tests isolate runs with it."
     )
+    # Per API worker process; the defaults suit one host. On Kubernetes size them so that the HPA's
+    # maximum cannot exhaust PostgreSQL's max_connections (deploy/k8s/README.md has the sum).
+    database_pool_size: int = Field(default=20, ge=1, description="PostgreSQL connections each API worker keeps.")
+    database_max_overflow: int = Field(
+        default=20, ge=0, description="Extra PostgreSQL connections an API worker may open under load, then closes."
+    )
     redis_url: str | None = None
     rasa_url: str = "http://127.0.0.1:5005"
     rasa_urls: str | None = Field(

@@ -25,8 +25,9 @@ def _settings() -> Settings:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_settings().database_url, target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True)
+    context.configure(
+        url=_settings().database_url, target_metadata=target_metadata, literal_binds=True, render_as_batch=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -37,14 +38,33 @@ def _run(connection: Connection) -> None:
         context.run_migrations()
 
 
+# pg_advisory_lock(MIGRATION_LOCK, hashtext(schema)): two migrators of one schema (a re-run Job,
+# an operator's `alembic upgrade` during a rollout, several pods of an older release that still
+# migrate at start) queue; the second finds the schema at heads and does nothing. Other schemas
+# (the tests' isolated ones) do not wait. A session lock: it outlives the commits in between and
+# goes with the connection if the migrator dies.
+MIGRATION_LOCK = 0x72626D67  # "rbmg"
+
+
 async def run_migrations_online() -> None:
     settings = _settings()
     engine = create_engine(settings)
     async with engine.connect() as connection:
-        if settings.database_schema and not settings.is_sqlite:
-            await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"'))
+        postgres = not settings.is_sqlite
+        lock = {"key": MIGRATION_LOCK, "schema": settings.database_schema or "public"}
+        if postgres:
+            await connection.execute(text("SELECT pg_advisory_lock(:key, hashtext(:schema))"), lock)
             await connection.commit()
-        await connection.run_sync(_run)
+        try:
+            if settings.database_schema and postgres:
+                await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{settings.database_schema}"'))
+                await connection.commit()
+            await connection.run_sync(_run)
+        finally:
+            if postgres:
+                await connection.rollback()
+                await connection.execute(text("SELECT pg_advisory_unlock(:key, hashtext(:schema))"), lock)
+                await connection.commit()
     await engine.dispose()
 
 

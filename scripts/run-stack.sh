@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RASA_TELEMETRY_ENABLED=false PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Rasa sends ACTION_SERVER_TOKEN to the action servers (endpoints.yml), which refuse calls without it.
+export ACTION_SERVER_TOKEN=${ACTION_SERVER_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')}
 export RASA_TOKEN=${RASA_TOKEN:-} ACTION_PORT=${ACTION_PORT:-5055} RASA_PORT=${RASA_PORT:-5005} API_PORT=${API_PORT:-8000}
 RASA_REPLICAS=${RASA_REPLICAS:-1}
 ACTION_REPLICAS=${ACTION_REPLICAS:-1}

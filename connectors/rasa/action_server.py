@@ -4,12 +4,17 @@
 
 Same arguments as `python -m rasa_sdk`; it builds rasa_sdk's own app and adds
 `GET /metrics` plus, for every call to `/webhook`, a count by action and status
-and a latency histogram by action. Runs in the Rasa environment (Python 3.10);
+and a latency histogram by action. With ACTION_SERVER_TOKEN set (required when
+ENVIRONMENT=production) every call but /health and /metrics must carry it, as
+Rasa sends it (`token:` in endpoints.yml: `?token=`) or as a bearer token; others
+get 401. A tracker names the customer an action works for, so an unauthenticated
+caller could otherwise act for anyone. Runs in the Rasa environment (Python 3.10);
 nothing under actions/ is touched.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ from rasa_sdk.plugin import plugin_manager
 from sanic import Sanic
 from sanic.request import Request
 from sanic.response import HTTPResponse
+from sanic.response import json as json_response
 
 log = logging.getLogger(__name__)
 disable_created_metrics()
@@ -73,8 +79,40 @@ def instrument(app: Sanic) -> Sanic:
     return app
 
 
+OPEN_PATHS = ("/health", "/metrics")  # probes and Prometheus carry no token
+
+
+def presented_token(request: Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[len("bearer ") :].strip()
+    return request.args.get("token", "")
+
+
+def require_token(app: Sanic, token: str) -> Sanic:
+    """Refuse (401) every call but the open paths that does not carry `token`."""
+
+    @app.middleware("request")
+    async def authenticate(request: Request) -> HTTPResponse | None:
+        if request.path in OPEN_PATHS or hmac.compare_digest(presented_token(request).encode(), token.encode()):
+            return None
+        return json_response({"error": "not_authenticated", "detail": "missing or wrong action server token"}, 401)
+
+    return app
+
+
+def configured_token(env: dict[str, str] | None = None) -> str | None:
+    """ACTION_SERVER_TOKEN, or None in development; production refuses to start without one."""
+    env = dict(os.environ) if env is None else env
+    token = (env.get("ACTION_SERVER_TOKEN") or "").strip() or None
+    if token is None and env.get("ENVIRONMENT") == "production":
+        raise SystemExit("ACTION_SERVER_TOKEN must be set when ENVIRONMENT=production (Rasa sends it, endpoints.yml)")
+    return token
+
+
 def main() -> None:
     args = create_argument_parser().parse_args()
+    token = configured_token()
     logging.getLogger("matplotlib").setLevel(logging.WARN)
     utils.configure_colored_logging(args.loglevel)
     utils.configure_file_logging(
@@ -82,6 +120,8 @@ def main() -> None:
     )
     utils.update_sanic_log_level()
     app = instrument(create_app(args.actions, cors_origins=args.cors, auto_reload=args.auto_reload))
+    if token:
+        require_token(app, token)
     plugin_manager().hook.attach_sanic_app_extensions(app=app)
     ssl_context = create_ssl_context(args.ssl_certificate, args.ssl_keyfile, args.ssl_password)
     host = os.environ.get("SANIC_HOST", "0.0.0.0")

