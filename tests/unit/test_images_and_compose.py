@@ -251,6 +251,7 @@ def test_make_image_model_prints_the_model_file_once_make_train_made_it(tmp_path
 COMPOSE_ENV = {
     "POSTGRES_PASSWORD": "pw",
     "RASA_TOKEN": "rasa-token",
+    "ACTION_SERVER_TOKEN": "action-token",
     "JWT_SECRET": "j" * 40,
     "GRAFANA_ADMIN_PASSWORD": "g" * 16,
     "MODEL": "models/reviewbot-0123456789abcdef.tar.gz",
