@@ -230,7 +230,11 @@ def test_the_api_rasa_and_actions_have_disruption_budgets_and_the_api_an_ingress
         assert budget["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
         assert budget["minAvailable"] < deployment["spec"]["replicas"]
     [rule] = kinds["Ingress"]["api"]["spec"]["rules"]
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "api", "port": {"name": "http"}}
+    paths = {p["path"]: p for p in rule["http"]["paths"]}
+    assert {p["backend"]["service"]["name"] for p in paths.values()} == {"api"}
+    assert {"/api/", "/webhooks/whatsapp", "/console"} <= set(paths)
+    # Metrics and readiness are for the cluster only: nothing routes them from outside.
+    assert not any(path in ("/", "/metrics", "/readyz") for path in paths)
 
 
 def database_connections(documents: list[Doc]) -> int:
