@@ -80,8 +80,14 @@ def test_prometheus_scrapes_the_api_and_the_action_server() -> None:
     targets = {
         job["job_name"]: (job.get("metrics_path", "/metrics"), target)
         for job in config["scrape_configs"]
-        for group in job["static_configs"]
+        for group in job.get("static_configs", [])
         for target in group["targets"]
+    } | {
+        # Each API replica separately: the service name resolves to every replica's address.
+        job["job_name"]: (job.get("metrics_path", "/metrics"), f"{name}:{sd['port']}")
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
     }
     assert set(targets.values()) == {("/metrics", "api:8000"), ("/metrics", "actions:5055")}
 
