@@ -77,11 +77,23 @@ class _ShopAction(UsesPorts, Action, ABC):
         return f"Order {order.id} ({order.created_at:%d %b %Y}): {items}. Total {self.biz.money(order.total)}."
 
     async def find_order(self, tracker: Tracker) -> Optional[Order]:
-        """The order the customer names by id, else their latest one. Raises ServiceError."""
-        order_id = normalise_order_id(latest_entity(tracker, "order_id")) or normalise_order_id(latest_text(tracker))
+        """The order the customer names by id, else their latest one. Raises ServiceError (NotFound for a named one)."""
+        order_id = named_order_id(tracker)
         if order_id:
             return await call(self.commerce.get_order, order_id=order_id, customer_id=customer_id(tracker))
         return await call(self.commerce.last_order, customer_id=customer_id(tracker))
+
+
+def named_order_id(tracker: Tracker) -> Optional[str]:
+    """The stored form of the order reference in the latest message, if it names one."""
+    return normalise_order_id(latest_entity(tracker, "order_id")) or normalise_order_id(latest_text(tracker))
+
+
+def order_not_found(tracker: Tracker) -> str:
+    named = named_order_id(tracker)
+    return (f"I couldn't find an order {named} on your account. " if named else
+            "I couldn't find that order on your account. ") + \
+        "Please check the number: our order numbers look like ORD-123456."
 
 
 def _query(tracker: Tracker) -> str:
@@ -112,8 +124,9 @@ class ActionSearchProducts(_ShopAction):
             utter_unavailable(dispatcher)
             return []
         if not found:
-            dispatcher.utter_message(text=f"Sorry, I couldn't find anything for \"{query}\". "
-                                          "Try a product or a category, e.g. shampoo, hair oil or nail polish.")
+            # Say plainly that the shop doesn't carry it, and what it does carry instead.
+            categories = sorted({p.category for p in self.biz.products})
+            dispatcher.utter_message(text=f"Sorry, we don't carry {query}. We stock " + ", ".join(categories) + ".")
             return []
         lines = [f"- {p.name}: {self.biz.money(p.price)}" + (f" ({p.stock} in stock)" if p.stock else " (out of stock)")
                  for p in found]
@@ -249,8 +262,7 @@ class ActionOrderStatus(_ShopAction):
         try:
             order = await self.find_order(tracker)
         except NotFound:
-            dispatcher.utter_message(text="I couldn't find that order on your account. Please check the number "
-                                          "(it looks like ORD-123456).")
+            dispatcher.utter_message(text=order_not_found(tracker))
             return []
         except ServiceError as exc:
             log.error("order status failed error=%s", exc)
@@ -274,7 +286,7 @@ class ActionAskCancelOrder(_ShopAction):
         try:
             order = await self.find_order(tracker)
         except NotFound:
-            dispatcher.utter_message(text="I couldn't find that order on your account.")
+            dispatcher.utter_message(text=order_not_found(tracker))
             return [SlotSet("order_id", None)]
         except ServiceError as exc:
             log.error("cancel order lookup failed error=%s", exc)

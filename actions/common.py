@@ -17,9 +17,19 @@ log = logging.getLogger("actions")
 
 T = TypeVar("T")
 
-EMAIL_RE = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+EMAIL_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._%+'-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 PHONE_RE = re.compile(r"(?<![\w@])\+?\(?\d[\d\s().-]{5,18}\d(?!\w)")
-ORDER_RE = re.compile(r"\bord(?:er)?[\s#:-]*(\d{6})\b|\b(\d{6})\b", re.IGNORECASE)
+# Order references as customers type them: "ORD-123456", "ord 123456", "order 10234", "order no. 10234",
+# "#55871", a message or entity that is only a number, or a bare six-digit number (the stored form's digits).
+ORDER_RE = re.compile(
+    r"\bord(?:er)?(?:\s*(?:number|num|no|nr|ref|reference|id)\b)?[\s.#:-]*(\d{4,8})\b"
+    r"|(?<![\w#])#\s?(\d{4,8})\b"
+    r"|^\s*(\d{4,8})\s*$"
+    r"|\b(\d{6})\b",
+    re.IGNORECASE,
+)
+# The extractor whose value is the whole match of a pattern; DIET may tag part of an address or number.
+PATTERN_EXTRACTOR = "RegexEntityExtractor"
 NUMBER_WORDS = {
     "a": 1, "an": 1, "one": 1, "single": 1, "two": 2, "couple": 2, "pair": 2, "three": 3, "four": 4,
     "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "dozen": 12,
@@ -97,7 +107,10 @@ def confirm_buttons(yes: str, no: str = "No") -> List[Dict[str, str]]:
 
 
 def latest_entity(tracker: Tracker, entity: str) -> Optional[str]:
-    value = next(tracker.get_latest_entity_values(entity), None)
+    """The entity's value in the latest message; a regex pattern's match wins over DIET's tag of the same thing."""
+    found = [e for e in (tracker.latest_message or {}).get("entities") or [] if e.get("entity") == entity]
+    found.sort(key=lambda e: e.get("extractor") != PATTERN_EXTRACTOR)
+    value = found[0].get("value") if found else None
     return str(value) if value is not None else None
 
 
@@ -130,12 +143,18 @@ def parse_quantity(value: Any) -> Optional[int]:
 
 
 def normalise_order_id(value: Optional[str]) -> Optional[str]:
+    """The stored form of an order reference ("#55871", "order 10234", "ord-123456" -> "ORD-55871", ...).
+
+    Every order id is "ORD-" and digits (sql_commerce allocates them), so a reference typed
+    without the prefix is looked up as "ORD-<digits>"; one that names no order is then
+    reported as not found instead of falling back to the customer's latest order.
+    """
     if not value:
         return None
     match = ORDER_RE.search(str(value))
     if not match:
         return None
-    return "ORD-" + (match.group(1) or match.group(2))
+    return "ORD-" + next(group for group in match.groups() if group)
 
 
 def normalise_email(value: Optional[str]) -> Optional[str]:

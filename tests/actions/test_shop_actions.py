@@ -41,7 +41,7 @@ async def test_search_finds_nothing(commerce, crm, business, dispatcher):
     await shop(ActionSearchProducts, commerce, crm, business).run(
         dispatcher, make_tracker("do you have lawnmowers", "search_product", entities={"product": "lawnmower"}), {}
     )
-    assert "couldn't find" in texts(dispatcher)
+    assert "we don't carry lawnmower" in texts(dispatcher) and "shampoo" in texts(dispatcher)
 
 
 async def test_add_to_cart_with_quantity_then_view(commerce, crm, business, dispatcher):
@@ -142,6 +142,54 @@ async def test_order_status_of_someone_elses_order(commerce, crm, business, disp
         dispatcher, make_tracker(f"where is {order.id}", "order_status", entities={"order_id": order.id}), {}
     )
     assert "couldn't find" in texts(dispatcher)
+
+
+async def test_order_references_as_customers_type_them_map_to_the_stored_id(commerce, crm, business, dispatcher):
+    commerce.add_to_cart(customer_id="user-1", sku="SH-001", quantity=1)
+    order = commerce.place_order(customer_id="user-1")
+    number = order.id.split("-")[1]
+    for text, entity in [
+        (f"where is my order {number}", number),
+        (f"status of order #{number}", f"#{number}"),
+        (f"track ORD{number}", f"ORD{number}"),
+        (f"where is my order {number}", None),
+    ]:
+        dispatcher.messages.clear()
+        await shop(ActionOrderStatus, commerce, crm, business).run(
+            dispatcher, make_tracker(text, "order_status", entities={"order_id": entity} if entity else None), {}
+        )
+        assert f"Your order {order.id} has been placed" in texts(dispatcher), text
+
+
+async def test_a_named_order_that_does_not_exist_is_reported_not_replaced_by_the_latest(
+    commerce, crm, business, dispatcher
+):
+    commerce.add_to_cart(customer_id="user-1", sku="SH-001", quantity=1)
+    latest = commerce.place_order(customer_id="user-1")
+    await shop(ActionOrderStatus, commerce, crm, business).run(
+        dispatcher, make_tracker("where is my order 10234", "order_status", entities={"order_id": "10234"}), {}
+    )
+    assert "couldn't find an order ORD-10234" in texts(dispatcher) and latest.id not in texts(dispatcher)
+    dispatcher.messages.clear()
+    events = await shop(ActionAskCancelOrder, commerce, crm, business).run(
+        dispatcher, make_tracker("cancel order #55871", "cancel_order", entities={"order_id": "#55871"}), {}
+    )
+    assert "couldn't find an order ORD-55871" in texts(dispatcher)
+    assert slot_events(events)["order_id"] is None and commerce.orders[latest.id].status == "placed"
+
+
+async def test_a_pattern_match_wins_over_a_partial_diet_tag(commerce, crm, business, dispatcher):
+    commerce.add_to_cart(customer_id="user-1", sku="SH-001", quantity=1)
+    order = commerce.place_order(customer_id="user-1")
+    number = order.id.split("-")[1]
+    entities = [
+        {"entity": "order_id", "value": number[:3], "extractor": "DIETClassifier"},
+        {"entity": "order_id", "value": f"#{number}", "extractor": "RegexEntityExtractor"},
+    ]
+    await shop(ActionOrderStatus, commerce, crm, business).run(
+        dispatcher, make_tracker(f"status of #{number}", "order_status", entities=entities), {}
+    )
+    assert f"Your order {order.id}" in texts(dispatcher)
 
 
 async def test_cancel_order_asks_then_cancels(commerce, crm, business, dispatcher):

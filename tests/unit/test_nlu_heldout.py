@@ -34,9 +34,10 @@ def normalise(text: str) -> str:
 def test_no_held_out_example_is_in_the_training_data() -> None:
     training = {normalise(e) for path in (ROOT / "rasa_project/data").rglob("*.yml") for e in examples(path)}
     assert len(training) > 1000
-    for held_out in sorted((ROOT / "tests/nlu").glob("*.yml")):
+    for held_out in sorted((ROOT / "tests/nlu").rglob("*.yml")):
         shared = [e for e in examples(held_out) if normalise(e) in training]
-        assert len(examples(held_out)) > 250
+        # The sealed held-out sets are large; the development sets (entities, out-of-domain) smaller.
+        assert len(examples(held_out)) > (250 if held_out.stem.startswith("heldout") else 50)
         assert shared == [], f"{held_out.name} shares {len(shared)} examples with rasa_project/data: {shared[:5]}"
 
 
