@@ -28,7 +28,13 @@ from conversation_api.settings import Settings
 from tests.conftest import TokenFactory, auth, running_app
 from tests.e2e.test_bot_tier import book_until_the_name_question, finish_booking
 from tests.e2e.test_business_dialogues import Customer, rows
-from tests.support.database import POSTGRES_URL, drop_schema, migrate, new_schema_name, plain_dsn, postgres_settings
+from tests.support.database import (
+    POSTGRES_URL,
+    drop_schema,
+    migrate,
+    migrated_schema,
+    plain_dsn,
+)
 from tests.support.database import sqlite_settings as make_sqlite_settings
 from tests.support.fakes import FakeBot
 from tests.support.processes import ROOT, free_port
@@ -79,13 +85,8 @@ def history(api: httpx.Client, token: TokenFactory, customer: Customer) -> list[
 @pytest.fixture
 def drill_settings() -> Iterator[Settings]:
     """A schema of the drill's own: it is dropped on purpose, so never a shared one."""
-    schema = new_schema_name()
-    settings = postgres_settings(schema)
-    migrate(settings)
-    try:
+    with migrated_schema() as settings:
         yield settings
-    finally:
-        drop_schema(schema)
 
 
 def test_restore_drill_on_postgresql(drill_settings: Settings, token: TokenFactory, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from conversation_api.handoff.models import ConversationHandoff
 from conversation_api.main import create_app
 from conversation_api.settings import Settings
 from tests.conftest import auth, running_app
-from tests.support.database import POSTGRES_URL, drop_schema, migrate, new_schema_name, plain_dsn, postgres_settings
+from tests.support.database import POSTGRES_URL, migrated_schema, plain_dsn
 from tests.support.fakes import FakeBot
 
 
@@ -45,13 +45,8 @@ class SlowBot(FakeBot):
 
 @pytest.fixture
 def schema_settings() -> AsyncIterator[Settings]:
-    schema = new_schema_name()
-    settings = postgres_settings(schema, bot_redrive_interval_seconds=3600.0)
-    migrate(settings)
-    try:
+    with migrated_schema(bot_redrive_interval_seconds=3600.0) as settings:
         yield settings
-    finally:
-        drop_schema(schema)
 
 
 @contextlib.asynccontextmanager

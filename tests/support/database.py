@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -39,6 +41,18 @@ def new_schema_name() -> str:
 def drop_schema(schema: str) -> None:
     with psycopg.connect(plain_dsn(POSTGRES_URL), autocommit=True) as connection:
         connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def migrated_schema(**overrides: object) -> Iterator[Settings]:
+    """Settings for a new, migrated PostgreSQL schema of the caller's own, dropped afterwards."""
+    schema = new_schema_name()
+    settings = postgres_settings(schema, **overrides)
+    migrate(settings)
+    try:
+        yield settings
+    finally:
+        drop_schema(schema)
 
 
 def postgres_settings(schema: str, **overrides: object) -> Settings:

@@ -19,7 +19,7 @@ from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import Bot, BotMessage, BotTurn, BotUnavailable
 from conversation_api.events.envelope import Event
 from conversation_api.settings import Settings
-from tests.support.database import drop_schema, migrate, new_schema_name, postgres_settings, sqlite_settings
+from tests.support.database import migrate, migrated_schema, sqlite_settings
 from tests.support.processes import free_port
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -182,10 +182,5 @@ def fresh_database(kind: str, directory: Path) -> Iterator[Settings]:
         migrate(settings)
         yield settings
         return
-    schema = new_schema_name()
-    settings = postgres_settings(schema)
-    migrate(settings)
-    try:
+    with migrated_schema() as settings:
         yield settings
-    finally:
-        drop_schema(schema)
