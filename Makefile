@@ -47,7 +47,7 @@ run: setup train migrate ## set up and start Rasa (:5005), actions (:5055) and t
 
 validate: .venv-rasa/.installed ## check the Rasa training data
 	$(RASA_PY) scripts/sync_nlu_lookups.py --check
-	RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
+	PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
 	  --data rasa_project/data --fail-on-warnings
 
 test-actions: .venv-rasa/.installed ## action, adapter and tracker/lock store tests (Rasa's Python)

@@ -8,6 +8,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.clarify import ask_about, suggested_workflow
+
 
 class ActionRequestHuman(Action):
     """Tells the customer a person will answer and asks the gateway to route there.
@@ -42,6 +44,9 @@ def consecutive_fallbacks(tracker: Tracker) -> int:
 class ActionFallback(Action):
     """Low NLU confidence: ask to rephrase; the second time in a row, hand over to a person.
 
+    A write workflow NLU was not sure enough of (actions/clarify.py) is asked about instead:
+    "Did you want to book an appointment?" with Yes/No buttons.
+
     The handover is direct (no "would you like...?" question): the same turn sets
     handoff_requested with reason "repeated_fallback", which is also what the gateway
     does on its own when it counts two nlu_fallback turns in a row (docs/handoff.md).
@@ -56,5 +61,8 @@ class ActionFallback(Action):
         if consecutive_fallbacks(tracker) >= 2:
             dispatcher.utter_message(response="utter_handoff_after_fallback")
             return [SlotSet("handoff_requested", True), SlotSet("handoff_reason", "repeated_fallback")]
+        suggestion = suggested_workflow(tracker)
+        if suggestion is not None:
+            return ask_about(dispatcher, tracker, suggestion["name"])
         dispatcher.utter_message(response="utter_please_rephrase")
         return []

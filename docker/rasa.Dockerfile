@@ -10,9 +10,10 @@ RUN pip install --no-cache-dir -r requirements/rasa.lock
 RUN useradd --system --uid 10001 reviewbot && chown reviewbot /app
 COPY --chown=reviewbot config.yml domain.yml ./
 COPY --chown=reviewbot rasa_project rasa_project
+COPY --chown=reviewbot connectors connectors
 COPY scripts/model-name.sh scripts/model-name.sh
 # Refused before anything is copied when no model is given, or one trained on other inputs than the
-# config, domain and data just copied (the name is their hash).
+# config, domain, data and NLU components just copied (the name is their hash).
 ARG MODEL
 RUN scripts/model-name.sh --check "$MODEL"
 COPY --chown=reviewbot ${MODEL} models/
@@ -21,7 +22,6 @@ COPY --chown=reviewbot ${MODEL} models/
 RUN ln -s "${MODEL#models/}" models/reviewbot.tar.gz && tar -tzf models/reviewbot.tar.gz >/dev/null
 ENV REVIEWBOT_MODEL=${MODEL}
 LABEL org.opencontainers.image.description="ReviewBot Rasa server and action server" reviewbot.model=${MODEL}
-COPY --chown=reviewbot connectors connectors
 COPY --chown=reviewbot actions actions
 USER reviewbot
 EXPOSE 5005 5055

@@ -3,6 +3,8 @@
 # intent accuracy / F1 and entity F1, and keeps Rasa's reports in results/nlu-cv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pipeline's own NLU components (connectors/rasa/nlu) are imported from the checkout.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RASA=${RASA:-.venv-rasa/bin/rasa}
 PY=${PY:-.venv-rasa/bin/python}
 out=results/nlu-cv

@@ -4,7 +4,7 @@
         --min-entity 0.92 --min-entity-each email=0.98,phone_number=0.98,order_id=0.98 \
         --owner RegexEntityExtractor=email,phone_number,order_id
     python scripts/nlu_scores.py results/nlu-heldout/ood_dev --label ood_dev --ood \
-        --model models/current.tar.gz --nlu tests/nlu/ood_dev.yml --min-rejected 0.90 --max-write 0.02
+        --model models/current.tar.gz --nlu tests/nlu/ood/ood_dev.yml --min-rejected 0.90 --max-write 0.02
 
 Rasa scores each entity extractor on its own against every annotation. The bot uses one
 extractor per entity (--owner: the pattern extractor for addresses, numbers and order

@@ -3,6 +3,8 @@
 # when any story fails. Reports go to results/stories/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pipeline's own NLU components (connectors/rasa/nlu) are imported from the checkout.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RASA=${RASA:-.venv-rasa/bin/rasa}
 out=results/stories
 rm -rf "$out" && mkdir -p "$out"

@@ -4,6 +4,8 @@
 # models/ and in a machine-wide cache ($MODEL_CACHE), and linked as models/current.tar.gz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The pipeline's own NLU components (connectors/rasa/nlu) are imported from the checkout.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 RASA=${RASA:-.venv-rasa/bin/rasa}
 CACHE=${MODEL_CACHE:-$HOME/.cache/reviewbot/models}
 name=$(basename "$(scripts/model-name.sh)" .tar.gz)

@@ -159,12 +159,13 @@ MODEL_NAME = re.compile(r"models/reviewbot-[0-9a-f]{16}\.tar\.gz")
 
 
 def training_inputs(tmp_path: Path) -> Path:
-    """A copy of what the Rasa image copies before its check: config, domain, data, the script."""
+    """A copy of what the Rasa image copies before its check: config, domain, data, NLU components, the script."""
     app = tmp_path / "app"
     (app / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "config.yml", app)
     shutil.copy(ROOT / "domain.yml", app)
     shutil.copytree(ROOT / "rasa_project", app / "rasa_project", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "connectors", app / "connectors", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "scripts/model-name.sh", app / "scripts")
     return app
 
