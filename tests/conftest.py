@@ -17,6 +17,7 @@ from tests.support.database import (
     TEST_JWT_SECRET,
     drop_schema,
     migrate,
+    migrated_schema,
     new_schema_name,
     postgres_settings,
     sqlite_settings,
@@ -29,7 +30,14 @@ TokenFactory = Callable[..., str]
 
 @pytest.fixture(scope="session")
 def pg_schema() -> Iterator[str]:
-    """A fresh, migrated schema in the real PostgreSQL `test` database, dropped afterwards."""
+    """A fresh, migrated schema in the real PostgreSQL `test` database, dropped afterwards.
+
+    It belongs to the apps a test runs in-process (`running_app`), one at a time and
+    stopped with their test, so each test's app is the only API replica on it. An API
+    process that outlives a test runs on a schema of its own (`stack_settings`,
+    `migrated_schema`): its background sweepers work on every conversation of their
+    schema, with their own bot.
+    """
     schema = new_schema_name()
     migrate(postgres_settings(schema))
     try:
@@ -83,16 +91,30 @@ async def running_app(settings: Settings, bot: Bot | None = None) -> AsyncIterat
 
 
 @pytest.fixture(scope="session")
-def real_bot(pg_settings: Settings) -> Iterator[BotStack]:
+def stack_settings() -> Iterator[Settings]:
+    """The schema of the real stack (action server, Rasa, API processes) and of the e2e tests that read it.
+
+    The stack's API process lives for the whole run and, like every replica, its
+    handoff sweeper delivers any pending pause/resume of its schema to its own bot (the
+    real Rasa), and its re-driver and outbox relay take any conversation's pending work.
+    On the in-process tests' schema it would be a second replica with another bot: a
+    resume a test expects its fake bot to get went to Rasa instead.
+    """
+    with migrated_schema() as settings:
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def real_bot(stack_settings: Settings) -> Iterator[BotStack]:
     """The real action server and Rasa server with the trained model (started once per run)."""
-    with bot_stack(pg_settings) as stack:
+    with bot_stack(stack_settings) as stack:
         yield stack
 
 
 @pytest.fixture(scope="session")
-def api_url(pg_settings: Settings, real_bot: BotStack) -> Iterator[str]:
+def api_url(stack_settings: Settings, real_bot: BotStack) -> Iterator[str]:
     """The conversation API as a real HTTP server on PostgreSQL, talking to the real Rasa."""
-    with api_server(pg_settings, real_bot.rasa_url) as server:
+    with api_server(stack_settings, real_bot.rasa_url) as server:
         yield server.url
 
 

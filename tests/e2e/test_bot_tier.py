@@ -29,8 +29,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="module")
-def replicated_settings(pg_settings: Settings) -> Settings:
-    return pg_settings.model_copy(update={"redis_url": REDIS_URL})
+def replicated_settings(stack_settings: Settings) -> Settings:
+    return stack_settings.model_copy(update={"redis_url": REDIS_URL})
 
 
 @pytest.fixture(scope="module")

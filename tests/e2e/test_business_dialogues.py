@@ -53,7 +53,9 @@ def open_weekday() -> date:
     return day
 
 
-def test_book_an_appointment_as_a_new_customer(api: httpx.Client, token: TokenFactory, pg_settings: Settings) -> None:
+def test_book_an_appointment_as_a_new_customer(
+    api: httpx.Client, token: TokenFactory, stack_settings: Settings
+) -> None:
     anna = Customer(api, token, "e2e-biz-anna")
     assert "Welcome to ReviewBot Salon" in anna.say("hi")
     assert "Which day" in anna.say("I'd like to book a haircut")
@@ -67,12 +69,14 @@ def test_book_an_appointment_as_a_new_customer(api: httpx.Client, token: TokenFa
     assert "You're booked" in booked
 
     [(appointment_id, service, start_at, status)] = rows(
-        pg_settings, "SELECT id, service, start_at, status FROM biz_appointments WHERE customer_id = %s", "e2e-biz-anna"
+        stack_settings,
+        "SELECT id, service, start_at, status FROM biz_appointments WHERE customer_id = %s",
+        "e2e-biz-anna",
     )
     assert appointment_id in booked and service == "haircut" and status == "booked"
     local = start_at.replace(tzinfo=ZoneInfo("UTC")).astimezone(TZ)
     assert (local.date(), local.hour, local.minute) == (day, 11, 0)
-    [(name, phone)] = rows(pg_settings, "SELECT name, phone FROM biz_customers WHERE id = %s", "e2e-biz-anna")
+    [(name, phone)] = rows(stack_settings, "SELECT name, phone FROM biz_customers WHERE id = %s", "e2e-biz-anna")
     assert (name, phone) == ("Anna Smith", "+447700900123")
 
     # A returning customer is greeted by name in a new conversation, and the slot is now taken.
@@ -95,10 +99,10 @@ def test_book_an_appointment_as_a_new_customer(api: httpx.Client, token: TokenFa
     assert "already taken" in taken and "10:00" in taken and "12:00" in taken
 
 
-def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFactory, pg_settings: Settings) -> None:
+def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFactory, stack_settings: Settings) -> None:
     dora = Customer(api, token, "e2e-biz-dora")
     found = dora.say("do you have argan shampoo?")
-    [(stock_before,)] = rows(pg_settings, "SELECT stock FROM biz_products WHERE sku = 'SH-001'")
+    [(stock_before,)] = rows(stack_settings, "SELECT stock FROM biz_products WHERE sku = 'SH-001'")
     assert "argan shampoo: £12.50" in found
     assert "Added 2 x argan shampoo" in dora.say("add 2 argan shampoo to my cart")
     assert "Added 1 x beard oil" in dora.say("add 1 beard oil to my cart")
@@ -108,14 +112,14 @@ def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFac
     assert "is placed" in placed
 
     [(order_id, status, total)] = rows(
-        pg_settings, "SELECT id, status, total FROM biz_orders WHERE customer_id = %s", "e2e-biz-dora"
+        stack_settings, "SELECT id, status, total FROM biz_orders WHERE customer_id = %s", "e2e-biz-dora"
     )
     assert order_id in placed and status == "placed" and total == pytest.approx(39.5)
-    lines = rows(pg_settings, "SELECT sku, quantity FROM biz_order_lines WHERE order_id = %s ORDER BY sku", order_id)
+    lines = rows(stack_settings, "SELECT sku, quantity FROM biz_order_lines WHERE order_id = %s ORDER BY sku", order_id)
     assert lines == [("OI-003", 1), ("SH-001", 2)]
-    [(stock_after,)] = rows(pg_settings, "SELECT stock FROM biz_products WHERE sku = 'SH-001'")
+    [(stock_after,)] = rows(stack_settings, "SELECT stock FROM biz_products WHERE sku = 'SH-001'")
     assert stock_after == stock_before - 2
-    assert rows(pg_settings, "SELECT * FROM biz_cart_lines WHERE customer_id = %s", "e2e-biz-dora") == []
+    assert rows(stack_settings, "SELECT * FROM biz_cart_lines WHERE customer_id = %s", "e2e-biz-dora") == []
 
     # Check the order, by "my last order" and by its id.
     assert order_id in dora.say("where is my order?")
@@ -123,21 +127,23 @@ def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFac
     assert order_id in status_reply and "placed" in status_reply
 
 
-def test_update_an_email(api: httpx.Client, token: TokenFactory, pg_settings: Settings) -> None:
+def test_update_an_email(api: httpx.Client, token: TokenFactory, stack_settings: Settings) -> None:
     erin = Customer(api, token, "e2e-biz-erin")
     reply = erin.say("my email is erin.walsh@example.com")
     assert "erin.walsh@example.com" in reply
-    [(email,)] = rows(pg_settings, "SELECT email FROM biz_customers WHERE id = %s", "e2e-biz-erin")
+    [(email,)] = rows(stack_settings, "SELECT email FROM biz_customers WHERE id = %s", "e2e-biz-erin")
     assert email == "erin.walsh@example.com"
     assert "erin.walsh@example.com" in erin.say("show my profile")
 
 
-def test_give_feedback(api: httpx.Client, token: TokenFactory, pg_settings: Settings) -> None:
+def test_give_feedback(api: httpx.Client, token: TokenFactory, stack_settings: Settings) -> None:
     finn = Customer(api, token, "e2e-biz-finn")
     assert "1 (poor) to 5" in finn.say("I'd like to leave some feedback")
     assert "Anything you'd like to add" in finn.say("5")
     assert "Thank you for your feedback" in finn.say("Maria was brilliant")
     [(rating, comment, conversation_id)] = rows(
-        pg_settings, "SELECT rating, comment, conversation_id FROM biz_feedback WHERE customer_id = %s", "e2e-biz-finn"
+        stack_settings,
+        "SELECT rating, comment, conversation_id FROM biz_feedback WHERE customer_id = %s",
+        "e2e-biz-finn",
     )
     assert (rating, comment, conversation_id) == (5, "Maria was brilliant", finn.conversation_id)

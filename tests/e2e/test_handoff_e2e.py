@@ -88,10 +88,10 @@ def test_no_bot_reply_while_a_human_has_it_and_rasa_agrees(
 
 
 @pytest.fixture(scope="module")
-def impatient_api(pg_settings: Settings, real_bot: BotStack) -> Iterator[str]:
+def impatient_api(stack_settings: Settings, real_bot: BotStack) -> Iterator[str]:
     """A second API process on the same database and Rasa, with second-long handoff timeouts."""
     env = {"HANDOFF_TIMEOUT": "1", "HANDOFF_IDLE_TIMEOUT": "1.5", "HANDOFF_SWEEP_INTERVAL": "0.2"}
-    with api_server(pg_settings, real_bot.rasa_url, extra_env=env) as server:
+    with api_server(stack_settings, real_bot.rasa_url, extra_env=env) as server:
         yield server.url
 
 

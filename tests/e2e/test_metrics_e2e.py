@@ -35,7 +35,7 @@ def query(settings: Settings, sql: str, *params: object) -> list[tuple]:
 
 
 def test_a_real_conversation_moves_the_metrics_and_records_its_events(
-    api: httpx.Client, real_bot: BotStack, token: TokenFactory, pg_settings: Settings
+    api: httpx.Client, real_bot: BotStack, token: TokenFactory, stack_settings: Settings
 ) -> None:
     actions = httpx.Client(base_url=real_bot.actions.url, timeout=10)
     before, actions_before = api.get("/metrics").text, actions.get("/metrics").text
@@ -55,7 +55,7 @@ def test_a_real_conversation_moves_the_metrics_and_records_its_events(
         return metric_value(after, name, **labels) - metric_value(before, name, **labels)
 
     bot_messages = query(
-        pg_settings,
+        stack_settings,
         "SELECT count(*) FROM message m JOIN conversation c ON c.id = m.conversation_id "
         "WHERE c.user_id LIKE 'e2e-metrics-%%' AND m.sender = 'bot' AND m.created_at >= %s",
         start,
@@ -82,7 +82,7 @@ def test_a_real_conversation_moves_the_metrics_and_records_its_events(
 
     # The events are on record with what NLU understood.
     events = query(
-        pg_settings,
+        stack_settings,
         "SELECT type, payload FROM outbox_event WHERE conversation_id = %s ORDER BY id",
         cid,
     )
@@ -95,7 +95,7 @@ def test_a_real_conversation_moves_the_metrics_and_records_its_events(
     period = {"from": start.isoformat(), "to": end.isoformat()}
     summary = api.get("/api/v1/metrics/summary", params=period, headers=auth(admin)).json()
     rows = query(
-        pg_settings,
+        stack_settings,
         "SELECT sender, count(*) FROM message WHERE created_at >= %s AND created_at < %s GROUP BY sender",
         start,
         end,

@@ -29,9 +29,9 @@ def graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture(scope="module")
-def whatsapp_api(pg_settings: Settings, real_bot: BotStack, graph: FakeGraph) -> Iterator[httpx.Client]:
+def whatsapp_api(stack_settings: Settings, real_bot: BotStack, graph: FakeGraph) -> Iterator[httpx.Client]:
     with (
-        api_server(pg_settings, real_bot.rasa_url, extra_env=whatsapp_env(graph)) as server,
+        api_server(stack_settings, real_bot.rasa_url, extra_env=whatsapp_env(graph)) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         yield client

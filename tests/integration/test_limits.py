@@ -18,7 +18,7 @@ import pytest
 
 from conversation_api.settings import Settings
 from tests.conftest import TokenFactory, auth, running_app
-from tests.support.database import POSTGRES_URL, plain_dsn
+from tests.support.database import POSTGRES_URL, migrated_schema, plain_dsn
 from tests.support.events import metric_value, redis_server
 from tests.support.fakes import FakeBot
 from tests.support.processes import free_port
@@ -125,9 +125,13 @@ def post_chunked_ten_mb(port: int, bearer: str) -> tuple[bytes, int]:
 
 
 @pytest.fixture(scope="module")
-def api_process(pg_settings: Settings) -> Iterator[tuple[int, int]]:
-    """The API as a real uvicorn process (its bot points at nothing; these requests never reach it)."""
-    with api_server(pg_settings, f"http://127.0.0.1:{free_port()}") as server:
+def api_process() -> Iterator[tuple[int, int]]:
+    """The API as a real uvicorn process (its bot points at nothing; these requests never reach it).
+
+    On a schema of its own: it lives for the module, and its sweepers would otherwise work on
+    the conversations of the in-process apps the other tests here run.
+    """
+    with migrated_schema() as settings, api_server(settings, f"http://127.0.0.1:{free_port()}") as server:
         yield int(server.url.rsplit(":", 1)[1]), server.process.pid
 
 
