@@ -69,6 +69,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid body or parameters; `detail` names the field."},
     503: {"description": "The database is unavailable (`database_unavailable`)."},
 }
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"description": "The body is not valid UTF-8 (`malformed_body`)."},
+    413: {"description": "The body is over MAX_BODY_BYTES (`payload_too_large`)."},
+}
 
 
 @router.get("/domain", response_model=DomainOut, responses=ERRORS)
@@ -180,7 +185,7 @@ def checked_spans(text: str, spans: list[Span], entities: tuple[str, ...]) -> li
     response_model=AnnotationOut,
     status_code=status.HTTP_201_CREATED,
     responses={
-        **ERRORS,
+        **BODY_ERRORS,
         409: {
             "description": "Already reviewed (`already_reviewed`, with `decision` and `reviewed_by`): reopen it first."
         },
@@ -220,7 +225,7 @@ async def annotate(
 @router.post(
     "/messages/{message_id}/reopen",
     response_model=ItemDetail,
-    responses={**ERRORS, 409: {"description": "The message has not been reviewed (`not_reviewed`)."}},
+    responses={**BODY_ERRORS, 409: {"description": "The message has not been reviewed (`not_reviewed`)."}},
 )
 async def reopen(
     message_id: MessageId,
@@ -246,7 +251,7 @@ async def reopen(
     response_model=FlagResponse,
     status_code=status.HTTP_201_CREATED,
     responses={
-        **ERRORS,
+        **BODY_ERRORS,
         200: {"description": "Already flagged: the first flag is kept and returned (`created: false`)."},
         403: {"description": "A client token."},
         422: {"description": "Not a customer message (`not_a_customer_message`), or the note is too long."},
