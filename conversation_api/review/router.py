@@ -6,6 +6,7 @@ designers, admins) may flag a message; the export is for admins.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
@@ -35,6 +36,11 @@ from conversation_api.review.schemas import (
     ReviewItem,
     Span,
 )
+
+
+def _utc(moment: datetime) -> datetime:
+    # Naive = UTC, as everywhere in the API; stored times are UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 async def reviewer(principal: CurrentUser) -> Principal:
@@ -105,7 +111,11 @@ async def review_queue(
         session=session,
         criteria=criteria_of(container.settings),
         wanted=service.QueueFilter(
-            reasons=reason or (), intent=intent, start=from_, end=to, reviewed=state == "reviewed"
+            reasons=reason or (),
+            intent=intent,
+            start=_utc(from_) if from_ else None,
+            end=_utc(to) if to else None,
+            reviewed=state == "reviewed",
         ),
         limit=limit,
         before=before,

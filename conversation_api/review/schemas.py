@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -13,8 +13,7 @@ from conversation_api.params import NO_NUL
 from conversation_api.review import service
 from conversation_api.review.models import Decision, Reason, ReviewAnnotation, ReviewDecision
 
-Note = str | None
-NOTE = Field(default=None, max_length=2000, pattern=NO_NUL)
+Note = Annotated[str | None, Field(max_length=2000, pattern=NO_NUL, description="Why (kept with the decision).")]
 
 
 class Turn(BaseModel):
@@ -173,7 +172,7 @@ class AnnotationRequest(BaseModel):
         default_factory=list, max_length=50, description="Every entity in the text; none if there is none."
     )
     ignore: bool = Field(default=False, description="Not training material (spam, personal, nonsense).")
-    note: Note = NOTE
+    note: Note = None
 
     @model_validator(mode="after")
     def _one_decision(self) -> AnnotationRequest:
@@ -213,7 +212,7 @@ class ItemDetail(ReviewItem):
 class FlagRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"note": "bot misread the date"}]})
 
-    note: Note = NOTE
+    note: Note = None
 
 
 class FlagResponse(FlagOut):
@@ -223,7 +222,7 @@ class FlagResponse(FlagOut):
 class ReopenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: Note = NOTE
+    note: Note = None
 
 
 class DomainOut(BaseModel):
@@ -238,4 +237,3 @@ class ExportOut(BaseModel):
         description="Reviewed messages left out, each with `message_id` and `reason`."
     )
     yaml: str = Field(description="The Rasa NLU file.")
-
