@@ -41,4 +41,5 @@ def backlog_task(sessions: async_sessionmaker[AsyncSession], settings: Settings)
     async def job() -> None:
         await count(sessions, settings)
 
-    return PeriodicTask(name="review-backlog", every=settings.review_backlog_interval, job=job)
+    # At start too: a gauge that reads 0 for a minute after each deploy would look like an empty queue.
+    return PeriodicTask(name="review-backlog", every=settings.review_backlog_interval, job=job, first_at_start=True)

@@ -7,6 +7,7 @@ version of the queue is tests/e2e/test_review_e2e.py.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 
 from connectors.rasa.outcome import rasa_turn
 from conversation_api.bot import BotMessage, BotTurn
+from conversation_api.metrics.instruments import set_review_backlog
 from conversation_api.settings import Settings
 from tests.conftest import TokenFactory, auth
 from tests.support.events import app_client, fresh_database, metric_value
@@ -314,3 +316,18 @@ async def test_the_summary_reports_the_share_needing_review(studio: Studio) -> N
     admin = auth(studio.token("admin-ann", "admin"))
     summary = (await studio.http.get("/api/v1/metrics/summary", params=period, headers=admin)).json()
     assert summary["review"] == {"customer_messages": 4, "needing_review": 2, "share": 0.5}
+
+
+async def test_the_backlog_gauge_is_set_when_the_api_starts(own_settings: Settings, token: TokenFactory) -> None:
+    async with app_client(own_settings, bot=UnsureBot()) as (app, http):
+        studio = Studio(app, http, token, own_settings)
+        cid = (await studio.say("rv-jon", "gibberish a"))["conversation_id"]
+        await studio.say("rv-jon", "weather b", cid)
+    # Another replica starting (or this one restarted) reports the backlog without waiting for a decision.
+    set_review_backlog(-1)
+    async with app_client(own_settings, bot=UnsureBot()) as (app, http):
+        for _ in range(50):
+            if metric_value((await http.get("/metrics")).text, "reviewbot_review_backlog") == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert metric_value((await http.get("/metrics")).text, "reviewbot_review_backlog") == 2
