@@ -6,7 +6,7 @@ RASA_PY := .venv-rasa/bin/python
 USER ?= alice
 ROLE ?= client
 
-.PHONY: help setup train image-model migrate run test test-api test-actions test-stories test-nlu validate lint token bench bench-whatsapp nlu-report clean browser
+.PHONY: help setup train image-model migrate run test test-api test-actions test-stories test-nlu validate lint token bench bench-whatsapp nlu-report clean browser export-reviewed
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ validate: .venv-rasa/.installed ## check the Rasa training data
 	$(RASA_PY) scripts/sync_nlu_lookups.py --check
 	PYTHONPATH=. RASA_TELEMETRY_ENABLED=false .venv-rasa/bin/rasa data validate --config config.yml --domain domain.yml \
 	  --data rasa_project/data --fail-on-warnings
+
+export-reviewed: .venv/.installed ## write the reviewed customer messages as Rasa NLU data (rasa_project/data/nlu/reviewed.yml)
+	$(API_PY) -m conversation_api.review export
 
 test-actions: .venv-rasa/.installed ## action, adapter and tracker/lock store tests (Rasa's Python)
 	PYTHONPATH=. .venv-rasa/bin/python -m pytest -q --confcutdir=tests/actions tests/actions

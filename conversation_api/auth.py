@@ -16,6 +16,8 @@ class Role(enum.StrEnum):
     client = "client"
     csr = "csr"
     admin = "admin"
+    # Conversation designers review what customers wrote and turn it into training data (review/).
+    designer = "designer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,11 @@ class Principal:
     @property
     def is_staff(self) -> bool:
         return self.role in (Role.csr, Role.admin)
+
+    @property
+    def is_reviewer(self) -> bool:
+        """May read the review queue and annotate (designers and admins)."""
+        return self.role in (Role.designer, Role.admin)
 
 
 class TokenDecoder:

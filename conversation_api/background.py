@@ -13,15 +13,21 @@ log = logging.getLogger(__name__)
 class PeriodicTask:
     """Runs `job` every `every` seconds in the app's event loop; a failing run is logged, never fatal."""
 
-    def __init__(self, *, name: str, every: float, job: Callable[[], Awaitable[object]]) -> None:
+    def __init__(
+        self, *, name: str, every: float, job: Callable[[], Awaitable[object]], first_at_start: bool = False
+    ) -> None:
         self.name = name
         self._every = every
         self._job = job
+        self._first_at_start = first_at_start
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
+        first = self._first_at_start
         while True:
-            await asyncio.sleep(self._every)
+            if not first:
+                await asyncio.sleep(self._every)
+            first = False
             try:
                 await self._job()
             except Exception:  # a failing run (database down) must not end the loop

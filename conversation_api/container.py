@@ -14,6 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from conversation_api.auth import TokenDecoder
+from conversation_api.background import PeriodicTask
 from conversation_api.bot import Bot
 from conversation_api.channels import ChannelRegistry
 from conversation_api.db import create_engine, create_session_factory
@@ -28,6 +29,7 @@ from conversation_api.locks import ConversationLocks, InProcessLocks, PostgresLo
 from conversation_api.metrics import sessions as session_metrics
 from conversation_api.ratelimit import MessageRateLimiter
 from conversation_api.redrive import Redriver
+from conversation_api.review.backlog import backlog_task
 from conversation_api.settings import Settings
 from conversation_api.unit_of_work import ConversationUnitOfWork
 
@@ -54,6 +56,7 @@ class Container:
     uow: ConversationUnitOfWork
     redriver: Redriver
     rate_limiter: MessageRateLimiter
+    review_backlog: PeriodicTask
     rate_limit_pool: ConnectionPool | None = None
     whatsapp: WhatsAppConnector | None = None
 
@@ -63,11 +66,13 @@ class Container:
         self.relay.start()
         self.session_sweeper.start()
         self.redriver.start()
+        self.review_backlog.start()
 
     async def aclose(self) -> None:
         if self.whatsapp is not None:
             await self.whatsapp.aclose()
         await self.redriver.stop()
+        await self.review_backlog.stop()
         await self.handoff_sweeper.stop()
         await self.session_sweeper.stop()
         await self.relay.stop()
@@ -142,6 +147,7 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
             max_age=settings.bot_redrive_max_age_seconds,
         ),
         rate_limiter=rate_limiter,
+        review_backlog=backlog_task(sessions, settings),
         rate_limit_pool=rate_limit_pool,
     )
     if settings.whatsapp_enabled:

@@ -21,6 +21,8 @@ from conversation_api.handoff.router import router as csr_router
 from conversation_api.logging_setup import configure_logging
 from conversation_api.metrics.middleware import PrometheusMiddleware
 from conversation_api.metrics.router import router as metrics_router
+from conversation_api.review.console import router as review_console_router
+from conversation_api.review.router import router as review_router
 from conversation_api.settings import Settings, get_settings
 
 DESCRIPTION = """
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.include_router(feedback_router)
     app.include_router(metrics_router)
     app.include_router(dashboard_router)
+    app.include_router(review_router)
+    app.include_router(review_console_router)
     app.add_middleware(PrometheusMiddleware)
     app.include_router(whatsapp_webhook.router)
     # Added last, so it runs first: nothing reads a body before the cap is applied.

@@ -7,6 +7,7 @@ from conversation_api.events.outbox import OutboxEvent
 from conversation_api.feedback.models import Feedback
 from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
 from conversation_api.metrics.sessions import ConversationSession
+from conversation_api.review.models import ReviewAnnotation, ReviewDecision, ReviewFlag
 
 __all__ = [
     "Conversation",
@@ -17,6 +18,9 @@ __all__ = [
     "HandoffTransition",
     "Message",
     "OutboxEvent",
+    "ReviewAnnotation",
+    "ReviewDecision",
+    "ReviewFlag",
     "WhatsAppContact",
     "WhatsAppInbound",
     "WhatsAppOutbound",

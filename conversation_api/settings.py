@@ -105,6 +105,26 @@ class Settings(BaseSettings):
     handoff_sweep_interval: float = Field(
         default=15, gt=0, description="Seconds between checks for handoff timeouts and unsynced bot pauses."
     )
+    # Conversation review (conversation_api/review, docs/review.md).
+    review_confidence_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="A customer message the bot read with less confidence is reviewed."
+    )
+    review_turns_before_handoff: int = Field(
+        default=2, ge=0, description="Customer messages before each handoff that go to review (0: none)."
+    )
+    review_context_turns: int = Field(default=3, ge=0, le=20, description="Turns shown before and after an item.")
+    review_domain_path: str = Field(
+        default="domain.yml", description="The bot's domain: the intents and entities a reviewer may choose."
+    )
+    review_heldout_dir: str = Field(
+        default="tests/nlu", description="Held-out NLU sets; the export refuses any example found in them."
+    )
+    review_export_path: str = Field(
+        default="rasa_project/data/nlu/reviewed.yml", description="Where make export-reviewed writes."
+    )
+    review_backlog_interval: float = Field(
+        default=60, gt=0, description="Seconds between refreshes of the review backlog gauge."
+    )
 
     # WhatsApp Cloud API connector (connectors/whatsapp): enabled when all four secrets are set.
     whatsapp_verify_token: str | None = None

@@ -1,7 +1,7 @@
 """One conversation unit of work: lock, transactions, outbox, then the after-commit effects.
 
 Every writer of a conversation (the gateway, the CSR routes, the handoff sweeper,
-the re-driver) goes through `ConversationUnitOfWork.conversation`:
+the re-driver, the review's decisions and flags) goes through `ConversationUnitOfWork.conversation`:
 
     async with uow.conversation(conversation_id) as work:
         async with work.transaction():

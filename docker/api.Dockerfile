@@ -9,6 +9,11 @@ COPY alembic.ini ./
 COPY migrations migrations
 COPY conversation_api conversation_api
 COPY connectors connectors
+# The conversation review: the intents and entities a designer may choose (domain.yml), and for its export
+# the training data (conflicting examples) and the held-out sets (examples it must refuse).
+COPY domain.yml ./
+COPY rasa_project/data rasa_project/data
+COPY tests/nlu tests/nlu
 RUN useradd --system --uid 10001 reviewbot
 USER reviewbot
 EXPOSE 8000

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conversation_api.auth import Role
 from conversation_api.dashboard import summary as figures
-from conversation_api.deps import CurrentUser, SessionDep
+from conversation_api.deps import ContainerDep, CurrentUser, SessionDep
 from conversation_api.errors import ApiError, Forbidden
 from conversation_api.params import IsoDateTime
+from conversation_api.review.backlog import criteria_of
 
 router = APIRouter(tags=["metrics"])
 
@@ -50,6 +51,7 @@ class MetricsSummary(BaseModel):
                     },
                     "handoff": {"conversations": 12, "rate": 0.057},
                     "errors": {"bot_unavailable": 3, "rate": 0.003},
+                    "review": {"customer_messages": 900, "needing_review": 61, "share": 0.0678},
                 }
             ]
         }
@@ -79,6 +81,10 @@ class MetricsSummary(BaseModel):
         description="`bot_unavailable`: customer messages the bot failed to answer; `rate` = those / messages "
         "sent to the bot."
     )
+    review: dict[str, Any] = Field(
+        description="Customer messages of the period (`customer_messages`), how many met a review criterion "
+        "(`needing_review`, reviewed since or not) and their `share`."
+    )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -99,6 +105,7 @@ def _utc(moment: datetime) -> datetime:
 async def metrics_summary(
     principal: CurrentUser,
     session: SessionDep,
+    container: ContainerDep,
     from_: Annotated[
         IsoDateTime | None, Query(alias="from", description="Start (inclusive), ISO 8601; default `to` - 7 days.")
     ] = None,
@@ -111,4 +118,4 @@ async def metrics_summary(
     start = _utc(from_) if from_ else end - timedelta(days=7)
     if start >= end:
         raise InvalidPeriod("`from` must be before `to`", **{"from": start.isoformat(), "to": end.isoformat()})
-    return await figures.summary(session=session, start=start, end=end)
+    return await figures.summary(session=session, start=start, end=end, review_criteria=criteria_of(container.settings))

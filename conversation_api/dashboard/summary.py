@@ -14,6 +14,7 @@ from conversation_api.events.envelope import WORKFLOW_EVENT_TYPES, EventType
 from conversation_api.events.outbox import OutboxEvent
 from conversation_api.feedback.models import Feedback
 from conversation_api.metrics.sessions import ConversationSession
+from conversation_api.review import service as review
 
 REPLY_MARGIN = timedelta(hours=1)
 
@@ -156,7 +157,9 @@ async def events_by_conversation(session: AsyncSession, start: datetime, end: da
     return int(count or 0), int(conversations or 0)
 
 
-async def summary(*, session: AsyncSession, start: datetime, end: datetime) -> dict[str, Any]:
+async def summary(
+    *, session: AsyncSession, start: datetime, end: datetime, review_criteria: review.Criteria
+) -> dict[str, Any]:
     """Every figure of the summary for [start, end)."""
     dialect = session.get_bind().dialect.name
     message_figures = await messages(session, start, end)
@@ -180,4 +183,5 @@ async def summary(*, session: AsyncSession, start: datetime, end: datetime) -> d
             "bot_unavailable": unanswered,
             "rate": _rate(unanswered, answered + unanswered),
         },
+        "review": await review.needing_review(session=session, criteria=review_criteria, start=start, end=end),
     }

@@ -145,3 +145,33 @@ BOT_PAUSE_REPAIRED = Counter(
     "reviewbot_bot_pause_repaired",
     "Turns where Rasa reported the conversation paused while the handoff state said bot; Rasa was resumed.",
 )
+
+REVIEW_BACKLOG = Gauge(
+    "reviewbot_review_backlog",
+    "Customer messages waiting for review (low confidence, fallback, out of scope, before a handoff, low "
+    "rating, flagged), refreshed every REVIEW_BACKLOG_INTERVAL and after each review decision.",
+    multiprocess_mode="max",
+)
+REVIEW_DECISIONS = Counter(
+    "reviewbot_review_decisions",
+    "Review decisions on customer messages: confirmed, corrected, ignored or reopened, by the predicted intent.",
+    ["decision", "predicted_intent"],
+)
+REVIEW_CORRECTIONS = Counter(
+    "reviewbot_review_corrections",
+    "Reviewed messages whose intent or entities a reviewer corrected, by the intent the bot predicted and the "
+    "intent the reviewer gave.",
+    ["predicted_intent", "intent"],
+)
+
+
+def count_review_decision(*, decision: str, predicted_intent: str | None, intent: str | None) -> None:
+    """Call after a review decision commits (intents are the domain's: a bounded set)."""
+    predicted = predicted_intent or "none"
+    REVIEW_DECISIONS.labels(decision, predicted).inc()
+    if decision == "corrected":
+        REVIEW_CORRECTIONS.labels(predicted, intent or "none").inc()
+
+
+def set_review_backlog(size: int) -> None:
+    REVIEW_BACKLOG.set(size)

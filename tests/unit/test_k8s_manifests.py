@@ -232,7 +232,7 @@ def test_the_api_rasa_and_actions_have_disruption_budgets_and_the_api_an_ingress
     [rule] = kinds["Ingress"]["api"]["spec"]["rules"]
     paths = {p["path"]: p for p in rule["http"]["paths"]}
     assert {p["backend"]["service"]["name"] for p in paths.values()} == {"api"}
-    assert {"/api/", "/webhooks/whatsapp", "/console"} <= set(paths)
+    assert {"/api/", "/webhooks/whatsapp", "/console", "/console/review"} <= set(paths)
     # Metrics and readiness are for the cluster only: nothing routes them from outside.
     assert not any(path in ("/", "/metrics", "/readyz") for path in paths)
 
