@@ -28,8 +28,12 @@ IN_DOMAIN = {
         "book me a haircut tomorrow", "can i get a manicure on friday", "i'd like an appointment for a massage",
         "book a facial for saturday morning", "i want to book a colour", "get me in for a trim next week",
     ],
-    "order_status": ["where is my order", "has my order shipped", "track my parcel from you", "when will my order arrive"],
-    "search_product": ["do you sell shampoo", "have you got argan oil", "what conditioners do you stock", "any hair masks"],
+    "order_status": [
+        "where is my order", "has my order shipped", "track my parcel from you", "when will my order arrive"
+    ],
+    "search_product": [
+        "do you sell shampoo", "have you got argan oil", "what conditioners do you stock", "any hair masks"
+    ],
 }
 OUT_OF_SCOPE = ["what's the weather like", "tell me about football"]
 CORPUS = [
@@ -152,9 +156,9 @@ def test_each_write_workflow_has_its_own_bar(intent, confidence, expected) -> No
 
 def test_a_workflow_the_detector_doubts_is_asked_about() -> None:
     doubted = parsed("book a yoga class", "book_appointment", 0.95)
-    doubted.set(SCORE_KEY, {"score": 0.45, "threshold": 0.7})
+    doubted.set(SCORE_KEY, {"score": 0.45, "threshold": 0.7, "in_domain_entity": False})
     clear = parsed("book a haircut", "book_appointment", 0.95)
-    clear.set(SCORE_KEY, {"score": 0.05, "threshold": 0.7})
+    clear.set(SCORE_KEY, {"score": 0.05, "threshold": 0.7, "in_domain_entity": False})
     assert [top(m) for m in gate().process([doubted, clear])] == ["nlu_fallback", "book_appointment"]
 
 
@@ -164,3 +168,19 @@ def test_a_message_with_entities_is_left_to_rasa_s_own_threshold() -> None:
     assert top(gate().process([answer])[0]) == "book_appointment"
     unsure = parsed("wednesday", "book_appointment", 0.3, [{"entity": "date", "value": "wednesday"}])
     assert top(gate().process([unsure])[0]) == "nlu_fallback"
+
+
+def test_a_near_certain_score_overrules_an_entity_diet_tagged(storage, tmp_path) -> None:
+    detector = trained(storage, tmp_path, threshold=0.0, certain_threshold=0.0)
+    bread = [{"entity": "service", "value": "bread", "start": 8, "end": 13}]
+    (message,) = detector.process([parsed("add milk and bread to my tesco shopping", "add_to_cart", entities=bread)])
+    assert message.get("intent")["name"] == "out_of_scope" and message.get(SCORE_KEY)["in_domain_entity"] is True
+
+
+def test_a_dated_request_the_detector_doubts_is_still_asked_about() -> None:
+    yoga = parsed("book a yoga class for thursday evening", "book_appointment", 0.94, [{"entity": "date"}])
+    yoga.set(SCORE_KEY, {"score": 0.6, "threshold": 0.7, "in_domain_entity": False})
+    named = parsed("Chen Li", "update_contact", 0.97, [{"entity": "person_name"}])
+    named.set(SCORE_KEY, {"score": 0.49, "threshold": 0.7, "in_domain_entity": True})
+    full = {"update_contact": 0.6, "book_appointment": 0.6}
+    assert [top(m) for m in gate(workflow_thresholds=full).process([yoga, named])] == ["nlu_fallback", "update_contact"]

@@ -14,9 +14,9 @@ regression) trained on
 At run time, when the out-of-domain score reaches `threshold`, the message's intent becomes
 `out_of_scope` (the dialogue's polite refusal with the offer of a person); the score is always put
 on the parse result as `out_of_domain`, where the workflow gate (workflow_fallback.py) reads it.
-Messages with an entity only this business's customers type (a catalogue service or product, an
-order reference, an e-mail, a phone number, a name) are left to DIET: they answer a form's question
-more often than they ask something else.
+Messages with an entity only this business's customers type (a service or product, an order
+reference, an e-mail, a phone number, a name) are left to DIET unless the score is near certain
+(`certain_threshold`): they answer a form's question more often than they ask something else.
 """
 
 from __future__ import annotations
@@ -91,8 +91,11 @@ class OutOfDomainClassifier(GraphComponent, IntentClassifier):
             "threshold": 0.7,
             # Inverse regularisation strength of the logistic regression.
             "C": 4.0,
-            # Entities that mark a message as this business's (see the module docstring).
+            # Entities that mark a message as this business's (see the module docstring)...
             "in_domain_entities": ["service", "product", "order_id", "email", "phone_number", "person_name"],
+            # ...unless the score is this high: DIET tags "bread" in "add bread to my tesco shopping"
+            # as a service too.
+            "certain_threshold": 0.95,
         }
 
     def __init__(
@@ -134,13 +137,17 @@ class OutOfDomainClassifier(GraphComponent, IntentClassifier):
         for name in self.component_config["corpus"]:
             path = Path(name)
             if not path.is_file():
-                raise FileNotFoundError(f"OutOfDomainClassifier: corpus file {name} not found (run from the repository root)")
+                raise FileNotFoundError(
+                    f"OutOfDomainClassifier: corpus file {name} not found (run from the repository root)"
+                )
             out_of_domain += [normalise(line) for line in read_corpus(path)]
         if not in_domain or not out_of_domain:
             raise ValueError("OutOfDomainClassifier needs in-domain examples and out_of_scope examples or a corpus")
         classifier = build_classifier(float(self.component_config["C"]))
         classifier.fit(in_domain + out_of_domain, [0] * len(in_domain) + [1] * len(out_of_domain))
-        logger.info("out-of-domain classifier: %d in-domain, %d out-of-domain messages", len(in_domain), len(out_of_domain))
+        logger.info(
+            "out-of-domain classifier: %d in-domain, %d out-of-domain messages", len(in_domain), len(out_of_domain)
+        )
         with self._model_storage.write_to(self._resource) as directory:
             joblib.dump(classifier, directory / MODEL_FILE)
         self._classifier = classifier
@@ -163,6 +170,7 @@ class OutOfDomainClassifier(GraphComponent, IntentClassifier):
         if self._classifier is None:
             return messages
         threshold = float(self.component_config["threshold"])
+        certain = float(self.component_config["certain_threshold"])
         owned = set(self.component_config["in_domain_entities"])
         for message in messages:
             text = normalise(message.get(TEXT) or "")
@@ -171,10 +179,13 @@ class OutOfDomainClassifier(GraphComponent, IntentClassifier):
             if not text or (message.get(TEXT) or "").startswith("/"):
                 continue
             score = float(self._classifier.predict_proba([text])[0][1])
-            message.set(SCORE_KEY, {"score": round(score, 4), "threshold": threshold}, add_to_output=True)
-            if score < threshold or intent.get(INTENT_NAME_KEY) == OUT_OF_SCOPE:
-                continue
-            if any(entity.get(ENTITY_ATTRIBUTE_TYPE) in owned for entity in message.get(ENTITIES) or []):
+            ours = any(entity.get(ENTITY_ATTRIBUTE_TYPE) in owned for entity in message.get(ENTITIES) or [])
+            message.set(
+                SCORE_KEY,
+                {"score": round(score, 4), "threshold": threshold, "in_domain_entity": ours},
+                add_to_output=True,
+            )
+            if score < (certain if ours else threshold) or intent.get(INTENT_NAME_KEY) == OUT_OF_SCOPE:
                 continue
             self._reject(message, score)
         return messages

@@ -5,9 +5,10 @@ must not start from a guess. For each such intent this classifier has its own co
 threshold, and a ceiling on the out-of-domain score (out_of_domain.py): a prediction under its
 threshold, or one the out-of-domain detector doubts, becomes `nlu_fallback` with the workflow kept
 second in the ranking, where `action_fallback` finds it and asks "Did you want to …?" with Yes/No
-buttons. Messages with entities are left to Rasa's rule: mid-form answers ("wednesday morning
-ideally", "Chen Li") are often classified as the form's workflow with middling confidence, and
-asking "Did you want to book?" in the middle of a booking would be wrong. Every other intent falls
+buttons. The confidence bar is not applied to messages with entities: mid-form answers ("wednesday
+morning ideally", "Chen Li") are often classified as the form's workflow with middling confidence,
+and asking "Did you want to book?" in the middle of a booking would be wrong. The out-of-domain
+ceiling is, unless the entity is one only this business's customers type (a name, a service…). Every other intent falls
 back as Rasa's FallbackClassifier decides (one threshold, the ambiguity margin).
 """
 
@@ -40,16 +41,18 @@ class WorkflowFallbackClassifier(FallbackClassifier):
     def _should_fallback(self, message: Message) -> bool:
         if super()._should_fallback(message):
             return True
-        # A message that carries a date, a time, a service, a name… answers a form's question or
-        # states the request in full: the bar is for the bare "I want to …" that starts a workflow.
-        if message.get(ENTITIES):
-            return False
         intent = message.get(INTENT) or {}
         thresholds: dict[str, float] = self.component_config["workflow_thresholds"]
         name = intent.get(INTENT_NAME_KEY)
         if name not in thresholds:
             return False
-        if float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) < float(thresholds[name]):
+        detector = message.get(SCORE_KEY) or {}
+        score = detector.get("score")
+        ceiling = float(self.component_config["workflow_max_out_of_domain"])
+        if score is not None and not detector.get("in_domain_entity") and float(score) >= ceiling:
             return True
-        score = (message.get(SCORE_KEY) or {}).get("score")
-        return score is not None and float(score) >= float(self.component_config["workflow_max_out_of_domain"])
+        # A message that carries a date, a time, a service, a name… answers a form's question or
+        # states the request in full: the confidence bar is for the bare "I want to …".
+        if message.get(ENTITIES):
+            return False
+        return float(intent.get(PREDICTED_CONFIDENCE_KEY) or 0.0) < float(thresholds[name])
