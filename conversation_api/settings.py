@@ -26,6 +26,27 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def parse_phone_numbers(value: str) -> dict[str, str]:
+    """`id[=display name],...` -> {id: display name}; ValueError naming the entry that is wrong.
+
+    Meta's phone number ids are digits; a number without a display name is shown by its id.
+    """
+    numbers: dict[str, str] = {}
+    for n, entry in enumerate(value.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} is empty (a stray comma?)")
+        number, _, name = (part.strip() for part in entry.partition("="))
+        if not number.isdigit():
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} ({entry!r}): a phone number id is digits only")
+        if "=" in entry and not name:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} ({entry!r}): the display name after '=' is empty")
+        if number in numbers:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: phone number id {number} is listed twice")
+        numbers[number] = name or number
+    return numbers
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -110,7 +131,11 @@ class Settings(BaseSettings):
     whatsapp_verify_token: str | None = None
     whatsapp_app_secret: str | None = None
     whatsapp_access_token: str | None = None
-    whatsapp_phone_number_id: str | None = None
+    whatsapp_phone_number_id: str | None = Field(
+        default=None,
+        description="The business phone number ids, comma-separated, each optionally `=<display name>` "
+        "(`106540352242922=Main salon,106540352242923=Downtown`); the first is the default sender.",
+    )
     whatsapp_graph_url: str = DEFAULT_WHATSAPP_GRAPH_URL
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0, description="Sends per second per phone number.")
     whatsapp_max_body_bytes: int = Field(default=1_048_576, gt=0)
@@ -170,6 +195,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _valid_phone_numbers(self) -> Settings:
+        if self.whatsapp_phone_number_id:
+            parse_phone_numbers(self.whatsapp_phone_number_id)  # raises ValueError saying which entry is wrong
+        return self
+
+    @model_validator(mode="after")
     def _one_process_on_sqlite(self) -> Settings:
         if self.is_sqlite and self.api_workers > 1:
             raise ValueError(
@@ -199,6 +230,11 @@ class Settings(BaseSettings):
     @property
     def whatsapp_enabled(self) -> bool:
         return all(getattr(self, name) for name in WHATSAPP_SECRETS)
+
+    @property
+    def whatsapp_phone_numbers(self) -> dict[str, str]:
+        """Phone number id -> display name, in the order configured (the first is the default sender)."""
+        return parse_phone_numbers(self.whatsapp_phone_number_id) if self.whatsapp_phone_number_id else {}
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp import metrics
 from connectors.whatsapp.graph import GraphClient
+from connectors.whatsapp.numbers import PhoneNumbers, keep_served
 from connectors.whatsapp.outbound import WhatsAppChannel
 from connectors.whatsapp.payloads import Notification
 from connectors.whatsapp.store import StoreResult, store_notification
@@ -26,11 +27,17 @@ class WhatsAppConnector:
     graph: GraphClient
     channel: WhatsAppChannel
     worker: InboundWorker
+    numbers: PhoneNumbers
 
     async def accept(self, notification: Notification) -> StoreResult:
-        """Durably store one webhook notification (one transaction) and wake the worker."""
+        """Durably store one webhook notification (one transaction) and wake the worker.
+
+        What it holds for phone numbers we do not serve is counted and left out, not stored.
+        """
+        notification, ignored = keep_served(notification, self.numbers)
         async with self.sessions() as session, session.begin():
             result = await store_notification(session=session, notification=notification)
+        result.ignored = ignored.total
         for message in result.new_messages:
             metrics.INBOUND_MESSAGES.labels(type=message.type, duplicate="false").inc()
         for message in result.duplicate_messages:
@@ -59,16 +66,17 @@ def build_whatsapp(
     locks: ConversationLocks,
 ) -> WhatsAppConnector:
     assert settings.whatsapp_enabled, "build_whatsapp needs every WHATSAPP_* secret"
+    numbers = PhoneNumbers(settings.whatsapp_phone_numbers)
     graph = GraphClient(
         base_url=settings.whatsapp_graph_url,
-        phone_number_id=settings.whatsapp_phone_number_id or "",
+        phone_number_id=numbers.default,
         access_token=settings.whatsapp_access_token or "",
         timeout=settings.whatsapp_send_timeout,
         rate_per_second=settings.whatsapp_rate_per_second,
         attempts=settings.whatsapp_send_attempts,
         backoff_initial=settings.whatsapp_backoff_initial_seconds,
     )
-    channel = WhatsAppChannel(graph=graph, sessions=sessions)
+    channel = WhatsAppChannel(graph=graph, sessions=sessions, numbers=numbers)
     worker = InboundWorker(
         sessions=sessions,
         gateway=gateway,
@@ -89,4 +97,5 @@ def build_whatsapp(
         graph=graph,
         channel=channel,
         worker=worker,
+        numbers=numbers,
     )

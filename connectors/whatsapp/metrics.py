@@ -53,3 +53,8 @@ REPLY_SECONDS = Histogram(
     "From the webhook storing a message to its first reply being accepted by the Graph API.",
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
+UNCONFIGURED_NUMBER = Counter(
+    "whatsapp_unconfigured_number_total",
+    "Messages and statuses acknowledged but not processed: for a phone number not in WHATSAPP_PHONE_NUMBER_ID.",
+    ["phone_number_id", "kind"],
+)

@@ -41,6 +41,8 @@ class WhatsAppContact(Base):
     profile_name: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("conversation.id", ondelete="SET NULL"))
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The business number of the customer's latest message: replies and templates go out from it.
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
@@ -86,6 +88,7 @@ class WhatsAppOutbound(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
     wa_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))  # the business number it went out from
     conversation_id: Mapped[str | None] = mapped_column(String(36))
     message_id: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("message.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(32), nullable=False)

@@ -17,6 +17,7 @@ from connectors.whatsapp import metrics
 from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.graph import OUTSIDE_WINDOW, GraphClient, GraphError, build_messages
 from connectors.whatsapp.models import OutboundStatus, WhatsAppContact, WhatsAppOutbound
+from connectors.whatsapp.numbers import PhoneNumbers
 from connectors.whatsapp.store import apply_known_statuses, wa_id_of
 from conversation_api.conversations.models import Conversation, Message
 from conversation_api.db import utcnow
@@ -34,9 +35,16 @@ def as_utc(moment: datetime) -> datetime:
 class WhatsAppChannel:
     """Delivers stored messages of WhatsApp conversations to the customer's phone."""
 
-    def __init__(self, *, graph: GraphClient, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, *, graph: GraphClient, sessions: async_sessionmaker[AsyncSession], numbers: PhoneNumbers
+    ) -> None:
         self._graph = graph
         self._sessions = sessions
+        self._numbers = numbers
+
+    def sender_for(self, phone_number_id: str | None) -> str:
+        """The business number to answer from: `phone_number_id` while we serve it, else the default."""
+        return self._numbers.sender_for(phone_number_id)
 
     async def deliver(self, *, conversation: Conversation, message: Message) -> None:
         """OutboundChannel: send a stored CSR (or bot) message; WhatsAppDeliveryError if any part was not accepted.
@@ -54,7 +62,12 @@ class WhatsAppChannel:
             )
 
     async def send(
-        self, *, conversation: Conversation, message: Message, resend_later: bool = False
+        self,
+        *,
+        conversation: Conversation,
+        message: Message,
+        resend_later: bool = False,
+        phone_number_id: str | None = None,
     ) -> list[WhatsAppOutbound]:
         """Send `message` (text, buttons, image) to the conversation's WhatsApp user; the stored Graph requests.
 
@@ -63,6 +76,8 @@ class WhatsAppChannel:
         API keeps failing with a retryable error, WhatsAppDeliveryError (503).
         With `resend_later` (the worker's bot replies) the requests not accepted
         are then stored as pending, for `resend` on the message's next attempt.
+        It goes out from `phone_number_id` (the number the answered message was sent
+        to), else from the number of the customer's latest message.
         """
         wa_id = wa_id_of(conversation.user_id)
         if wa_id is None:
@@ -74,6 +89,7 @@ class WhatsAppChannel:
 
         async with self._sessions() as session:
             contact = await session.get(WhatsAppContact, wa_id)
+        sender = self._numbers.sender_for(phone_number_id or (contact.phone_number_id if contact else None))
         last_inbound = as_utc(contact.last_inbound_at) if contact and contact.last_inbound_at else None
         if last_inbound is None or utcnow() - last_inbound > SERVICE_WINDOW:
             metrics.OUTSIDE_WINDOW.inc()
@@ -85,7 +101,7 @@ class WhatsAppChannel:
             )
             reason = "outside the 24-hour customer service window (a template message is needed)"
             return [
-                await self._record(conversation, message, request, error=(OUTSIDE_WINDOW, reason))
+                await self._record(conversation, message, request, sender, error=(OUTSIDE_WINDOW, reason))
                 for request in requests
             ]
 
@@ -93,7 +109,7 @@ class WhatsAppChannel:
         for n, request in enumerate(requests):
             kind = request["type"]
             try:
-                wamid = await self._graph.send(request)
+                wamid = await self._graph.send(request, phone_number_id=sender)
             except GraphError as exc:
                 metrics.OUTBOUND.labels(kind=kind, result="failed").inc()
                 log.warning(
@@ -109,7 +125,12 @@ class WhatsAppChannel:
                     for rest in requests[n:]:
                         stored.append(
                             await self._record(
-                                conversation, message, rest, error=(exc.code, exc.reason), status=OutboundStatus.pending
+                                conversation,
+                                message,
+                                rest,
+                                sender,
+                                error=(exc.code, exc.reason),
+                                status=OutboundStatus.pending,
                             )
                         )
                     raise WhatsAppDeliveryError(
@@ -117,7 +138,7 @@ class WhatsAppChannel:
                         conversation_id=conversation.id,
                         message_id=message.id,
                     ) from exc
-                stored.append(await self._record(conversation, message, request, error=(exc.code, exc.reason)))
+                stored.append(await self._record(conversation, message, request, sender, error=(exc.code, exc.reason)))
                 if exc.retryable:
                     raise WhatsAppDeliveryError(
                         f"WhatsApp did not accept the message ({exc.reason}); it is stored as failed",
@@ -126,7 +147,7 @@ class WhatsAppChannel:
                     ) from exc
                 return stored  # the rest would fail the same way (window, blocked number, bad token)
             metrics.OUTBOUND.labels(kind=kind, result="accepted").inc()
-            stored.append(await self._record(conversation, message, request, wamid=wamid))
+            stored.append(await self._record(conversation, message, request, sender, wamid=wamid))
             log.info("sent conversation_id=%s message_id=%s wamid=%s kind=%s", conversation.id, message.id, wamid, kind)
         return stored
 
@@ -143,7 +164,7 @@ class WhatsAppChannel:
             reason = "outside the 24-hour customer service window (a template message is needed)"
             return await self._update(row, status=OutboundStatus.failed, error=(OUTSIDE_WINDOW, reason))
         try:
-            wamid = await self._graph.send(row.body)
+            wamid = await self._graph.send(row.body, phone_number_id=self._numbers.sender_for(row.phone_number_id))
         except GraphError as exc:
             metrics.OUTBOUND.labels(kind=row.kind, result="failed").inc()
             log.warning(
@@ -190,6 +211,7 @@ class WhatsAppChannel:
         conversation: Conversation,
         message: Message,
         request: dict[str, Any],
+        phone_number_id: str,
         *,
         wamid: str | None = None,
         error: tuple[int | None, str] | None = None,
@@ -199,6 +221,7 @@ class WhatsAppChannel:
         row = WhatsAppOutbound(
             wamid=wamid,
             wa_id=request["to"],
+            phone_number_id=phone_number_id,
             conversation_id=conversation.id,
             message_id=message.id,
             kind=request["type"],

@@ -48,6 +48,7 @@ class StatusUpdate:
     error_code: int | None
     error_reason: str | None
     raw: dict[str, Any]
+    phone_number_id: str | None = None  # the business number the message was sent from
 
 
 @dataclass(slots=True)
@@ -141,7 +142,7 @@ def describe(message: dict[str, Any]) -> tuple[str, str, str | None, str | None,
     return kind, f"[{kind} message]", None, None, None
 
 
-def _status(item: Any) -> StatusUpdate:
+def _status(item: Any, phone_number_id: str | None) -> StatusUpdate:
     item = _obj(item)
     if not item.get("id") or not item.get("status"):
         raise MalformedPayload("every status needs `id` and `status`")
@@ -158,6 +159,7 @@ def _status(item: Any) -> StatusUpdate:
         error_code=int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
         error_reason=" - ".join(str(x) for x in (reason, details) if x) or None,
         raw=item,
+        phone_number_id=phone_number_id,
     )
 
 
@@ -207,5 +209,5 @@ def parse_notification(raw: bytes) -> Notification:
                         raw=message,
                     )
                 )
-            notification.statuses.extend(_status(s) for s in _list(value.get("statuses"), "statuses"))
+            notification.statuses.extend(_status(s, phone_number_id) for s in _list(value.get("statuses"), "statuses"))
     return notification

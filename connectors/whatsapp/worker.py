@@ -305,7 +305,7 @@ class InboundWorker:
 
     async def _mark_read(self, row: WhatsAppInbound, conversation_id: str) -> None:
         try:
-            await self._graph.mark_read(row.wamid)
+            await self._graph.mark_read(row.wamid, phone_number_id=self._channel.sender_for(row.phone_number_id))
         except GraphError as exc:  # blue ticks are a courtesy; never hold the message back for them
             log.warning("mark-as-read failed conversation_id=%s wamid=%s reason=%s", conversation_id, row.wamid, exc)
 
@@ -366,7 +366,12 @@ class InboundWorker:
                 if pending:
                     outbound = [await self._channel.resend(conversation=conversation, row=o) for o in pending]
                 else:
-                    outbound = await self._channel.send(conversation=conversation, message=message, resend_later=True)
+                    outbound = await self._channel.send(
+                        conversation=conversation,
+                        message=message,
+                        resend_later=True,
+                        phone_number_id=row.phone_number_id,
+                    )
             except WhatsAppDeliveryError as exc:
                 raise RepliesNotDelivered(f"reply message_id={message.id} not delivered: {exc.detail}") from exc
             if first and any(o.wamid for o in outbound):

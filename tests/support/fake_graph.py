@@ -30,6 +30,8 @@ from tests.support.processes import free_port
 VERSION = "v25.0"
 ACCESS_TOKEN = "test-whatsapp-access-token"
 PHONE_NUMBER_ID = "106540352242922"
+# A second number of the same business account (the token may send from both).
+SECOND_PHONE_NUMBER_ID = "106540352242923"
 
 # Meta's titles and HTTP statuses for the codes the connector branches on.
 ERRORS: dict[int, tuple[int, str]] = {
@@ -56,6 +58,11 @@ class Recorded:
     error_code: int | None = None
 
     @property
+    def phone_number_id(self) -> str:
+        """The business number the request was sent from (`/{version}/{phone-number-id}/messages`)."""
+        return self.path.strip("/").split("/")[1]
+
+    @property
     def is_read_receipt(self) -> bool:
         return bool(self.body and self.body.get("status") == "read")
 
@@ -71,6 +78,7 @@ class Scripted:
 class FakeGraph:
     access_token: str = ACCESS_TOKEN
     phone_number_id: str = PHONE_NUMBER_ID
+    other_phone_number_ids: tuple[str, ...] = (SECOND_PHONE_NUMBER_ID,)
     requests: list[Recorded] = field(default_factory=list)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     _wamids: dict[str, dict[str, Any]] = field(default_factory=dict)  # wamid -> the body it was assigned to
@@ -197,7 +205,7 @@ class FakeGraph:
     async def _answer(self, request: Request, body: Any, scripted: Scripted | None) -> Response:
         if not self._authorised(request):
             return self._error(190)
-        if request.path_params["phone"] != self.phone_number_id:
+        if request.path_params["phone"] not in (self.phone_number_id, *self.other_phone_number_ids):
             return self._error(100, "Unsupported post request: unknown phone number id")
         if scripted is not None:
             if scripted.delay:
