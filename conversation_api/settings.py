@@ -149,6 +149,27 @@ class Settings(BaseSettings):
     whatsapp_max_attempts: int = Field(
         default=8, ge=1, description="Failed attempts (not bot outages) before a queued message is dead."
     )
+    # Templates and consent (docs/whatsapp.md#templates-and-the-24-hour-window, #consent).
+    whatsapp_templates_file: str | None = Field(
+        default=None,
+        description="YAML file of the message templates approved in WhatsApp Manager; checked at start-up.",
+    )
+    whatsapp_opt_out_keywords: str = Field(
+        default="", description="Opt-out keywords besides STOP and UNSUBSCRIBE, comma-separated (e.g. BAJA,ARRET)."
+    )
+    whatsapp_opt_in_keywords: str = Field(default="", description="Opt-in keywords besides START, comma-separated.")
+    whatsapp_opt_out_reply: str = Field(
+        default="You're unsubscribed: we won't send you messages you didn't ask for. Reply START to subscribe again.",
+        min_length=1,
+        max_length=4096,
+    )
+    whatsapp_opt_in_reply: str = Field(
+        default="You're subscribed again. Reply STOP at any time to unsubscribe.", min_length=1, max_length=4096
+    )
+    whatsapp_opt_out_covers_utility: bool = Field(
+        default=True,
+        description="A customer's STOP also stops utility and authentication templates (marketing ones always stop).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -163,6 +184,7 @@ class Settings(BaseSettings):
         "rasa_urls",
         "jwt_public_key",
         "database_schema",
+        "whatsapp_templates_file",
         *WHATSAPP_SECRETS,
         mode="before",
     )
@@ -230,6 +252,14 @@ class Settings(BaseSettings):
     @property
     def whatsapp_enabled(self) -> bool:
         return all(getattr(self, name) for name in WHATSAPP_SECRETS)
+
+    @property
+    def whatsapp_keywords(self) -> tuple[list[str], list[str]]:
+        """(extra opt-out keywords, extra opt-in keywords) as configured."""
+        return (
+            [k.strip() for k in self.whatsapp_opt_out_keywords.split(",") if k.strip()],
+            [k.strip() for k in self.whatsapp_opt_in_keywords.split(",") if k.strip()],
+        )
 
     @property
     def whatsapp_phone_numbers(self) -> dict[str, str]:

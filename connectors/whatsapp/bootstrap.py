@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp import metrics
+from connectors.whatsapp.consent import Keywords
 from connectors.whatsapp.graph import GraphClient
 from connectors.whatsapp.numbers import PhoneNumbers, keep_served
 from connectors.whatsapp.outbound import WhatsAppChannel
 from connectors.whatsapp.payloads import Notification
 from connectors.whatsapp.store import StoreResult, store_notification
+from connectors.whatsapp.templates import TemplateRegistry
 from connectors.whatsapp.worker import InboundWorker
 from conversation_api.gateway import MessageGateway
 from conversation_api.locks import ConversationLocks
 from conversation_api.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +51,16 @@ class WhatsAppConnector:
             metrics.STATUSES.labels(status=status.status, duplicate="false").inc()
         for status in result.duplicate_statuses:
             metrics.STATUSES.labels(status=status.status, duplicate="true").inc()
+        for template in result.new_templates:
+            metrics.TEMPLATE_UPDATES.labels(kind=template.field, value=template.value).inc()
+            log.warning(
+                "whatsapp template %s name=%s language=%s value=%s reason=%s",
+                "status" if template.field == "message_template_status_update" else "quality",
+                template.name,
+                template.language,
+                template.value,
+                template.reason,
+            )
         if result.new_messages:
             self.worker.wake()
         return result
@@ -67,6 +82,14 @@ def build_whatsapp(
 ) -> WhatsAppConnector:
     assert settings.whatsapp_enabled, "build_whatsapp needs every WHATSAPP_* secret"
     numbers = PhoneNumbers(settings.whatsapp_phone_numbers)
+    # A wrong template file stops the start-up here, naming every mistake (TemplateRegistryError).
+    templates = (
+        TemplateRegistry.load(settings.whatsapp_templates_file)
+        if settings.whatsapp_templates_file
+        else TemplateRegistry.empty()
+    )
+    log.info("whatsapp templates loaded count=%d file=%s", len(templates), settings.whatsapp_templates_file)
+    keywords = Keywords.of(*settings.whatsapp_keywords)
     graph = GraphClient(
         base_url=settings.whatsapp_graph_url,
         phone_number_id=numbers.default,
@@ -76,7 +99,13 @@ def build_whatsapp(
         attempts=settings.whatsapp_send_attempts,
         backoff_initial=settings.whatsapp_backoff_initial_seconds,
     )
-    channel = WhatsAppChannel(graph=graph, sessions=sessions, numbers=numbers)
+    channel = WhatsAppChannel(
+        graph=graph,
+        sessions=sessions,
+        numbers=numbers,
+        templates=templates,
+        opt_out_covers_utility=settings.whatsapp_opt_out_covers_utility,
+    )
     worker = InboundWorker(
         sessions=sessions,
         gateway=gateway,
@@ -88,6 +117,9 @@ def build_whatsapp(
         retry_base_seconds=settings.whatsapp_retry_base_seconds,
         retry_max_seconds=settings.whatsapp_retry_max_seconds,
         max_attempts=settings.whatsapp_max_attempts,
+        keywords=keywords,
+        opt_out_reply=settings.whatsapp_opt_out_reply,
+        opt_in_reply=settings.whatsapp_opt_in_reply,
     )
     return WhatsAppConnector(
         verify_token=settings.whatsapp_verify_token or "",

@@ -58,3 +58,18 @@ UNCONFIGURED_NUMBER = Counter(
     "Messages and statuses acknowledged but not processed: for a phone number not in WHATSAPP_PHONE_NUMBER_ID.",
     ["phone_number_id", "kind"],
 )
+CONSENT_CHANGES = Counter(
+    "whatsapp_consent_changes_total",
+    "Consent ledger changes by action (opt_out, opt_in) and source (keyword, user_preferences, graph_error).",
+    ["action", "source"],
+)
+TEMPLATES_SENT = Counter(
+    "whatsapp_templates_total",
+    "Template messages handed to the Graph API, by template and result.",
+    ["template", "result"],
+)
+TEMPLATE_UPDATES = Counter(
+    "whatsapp_template_updates_total",
+    "Template status and quality notifications from Meta, by kind and value (APPROVED, PAUSED, RED...).",
+    ["kind", "value"],
+)

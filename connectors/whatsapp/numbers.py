@@ -53,16 +53,18 @@ class Ignored:
 
     messages: Counter[str] = field(default_factory=Counter)
     statuses: Counter[str] = field(default_factory=Counter)
+    preferences: Counter[str] = field(default_factory=Counter)
 
     @property
     def total(self) -> int:
-        return sum(self.messages.values()) + sum(self.statuses.values())
+        return sum(self.messages.values()) + sum(self.statuses.values()) + sum(self.preferences.values())
 
 
 def keep_served(notification: Notification, numbers: PhoneNumbers) -> tuple[Notification, Ignored]:
     """The part of `notification` for numbers we serve, and a count of the rest (logged and counted)."""
     ignored = Ignored()
-    kept = Notification(profile_names=notification.profile_names)
+    # Template updates concern the business account, not one number: always kept.
+    kept = Notification(profile_names=notification.profile_names, templates=notification.templates)
     for message in notification.messages:
         if numbers.serves(message.phone_number_id):
             kept.messages.append(message)
@@ -73,7 +75,16 @@ def keep_served(notification: Notification, numbers: PhoneNumbers) -> tuple[Noti
             kept.statuses.append(status)
         else:
             ignored.statuses[str(status.phone_number_id)] += 1
-    for kind, counts in (("message", ignored.messages), ("status", ignored.statuses)):
+    for preference in notification.preferences:
+        if numbers.serves(preference.phone_number_id):
+            kept.preferences.append(preference)
+        else:
+            ignored.preferences[str(preference.phone_number_id)] += 1
+    for kind, counts in (
+        ("message", ignored.messages),
+        ("status", ignored.statuses),
+        ("preference", ignored.preferences),
+    ):
         for phone_number_id, n in counts.items():
             metrics.UNCONFIGURED_NUMBER.labels(phone_number_id=phone_number_id, kind=kind).inc(n)
             log.warning(

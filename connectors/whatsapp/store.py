@@ -15,8 +15,20 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connectors.whatsapp.models import STATUS_RANK, WhatsAppContact, WhatsAppInbound, WhatsAppOutbound, WhatsAppStatus
-from connectors.whatsapp.payloads import InboundMessage, Notification, StatusUpdate
+from connectors.whatsapp.consent import Source
+from connectors.whatsapp.consent import record as record_consent
+from connectors.whatsapp.graph import STOPPED_MARKETING
+from connectors.whatsapp.models import (
+    STATUS_RANK,
+    ConsentScope,
+    WhatsAppContact,
+    WhatsAppInbound,
+    WhatsAppOutbound,
+    WhatsAppStatus,
+    WhatsAppTemplateEvent,
+    WhatsAppTemplateStatus,
+)
+from connectors.whatsapp.payloads import InboundMessage, Notification, StatusUpdate, TemplateUpdate
 from conversation_api.db import utcnow
 
 USER_PREFIX = "whatsapp:"
@@ -38,6 +50,7 @@ class StoreResult:
     new_statuses: list[StatusUpdate] = field(default_factory=list)
     duplicate_statuses: list[StatusUpdate] = field(default_factory=list)
     ignored: int = 0  # messages and statuses for phone numbers we do not serve (acknowledged, not stored)
+    new_templates: list[TemplateUpdate] = field(default_factory=list)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -127,7 +140,84 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
             )
         else:
             result.duplicate_statuses.append(status)
+
+    for status in result.new_statuses:
+        if status.status == "failed" and status.error_code == STOPPED_MARKETING and status.recipient_id:
+            await record_consent(
+                session=session,
+                wa_id=status.recipient_id,
+                action="opt_out",
+                scope=ConsentScope.marketing,
+                source=Source.graph_error,
+                reference=f"status:{status.wamid}",
+                at=status.timestamp,
+                detail=f"{STOPPED_MARKETING}: {status.error_reason}",
+                phone_number_id=status.phone_number_id,
+            )
+    for preference in notification.preferences:
+        await record_consent(
+            session=session,
+            wa_id=preference.wa_id,
+            action="opt_out" if preference.value == "stop" else "opt_in",
+            scope=ConsentScope.marketing if preference.value == "stop" else None,
+            source=Source.user_preferences,
+            reference=f"{preference.wa_id}:{preference.value}:{int(preference.timestamp.timestamp())}",
+            at=preference.timestamp,
+            detail=preference.detail,
+            phone_number_id=preference.phone_number_id,
+        )
+
+    for template in notification.templates:
+        if await store_template_update(session=session, change=template):
+            result.new_templates.append(template)
     return result
+
+
+async def store_template_update(*, session: AsyncSession, change: TemplateUpdate) -> bool:
+    """Keep Meta's news about a template (once) and move its current status or quality; False if seen before.
+
+    Notifications arrive unordered: the current state only takes a newer one.
+    """
+    now = utcnow()
+    is_new = await _insert_if_new(
+        session,
+        WhatsAppTemplateEvent,
+        ["field", "name", "language", "value", "occurred_at"],
+        dict(
+            field=change.field,
+            name=change.name,
+            language=change.language,
+            template_id=change.template_id,
+            value=change.value,
+            previous=change.previous,
+            reason=change.reason,
+            occurred_at=change.timestamp,
+            raw=change.raw,
+            received_at=now,
+        ),
+    )
+    if not is_new:
+        return False
+    await session.execute(
+        _insert(session, WhatsAppTemplateStatus)
+        .values(name=change.name, language=change.language, template_id=change.template_id, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name", "language"])
+    )
+    table = WhatsAppTemplateStatus
+    if change.field == "message_template_status_update":
+        newer = or_(table.status_at.is_(None), table.status_at <= change.timestamp)
+        values: dict[str, Any] = {"status": change.value, "reason": change.reason, "status_at": change.timestamp}
+    else:
+        newer = or_(table.quality_at.is_(None), table.quality_at <= change.timestamp)
+        values = {"quality": change.value, "quality_at": change.timestamp}
+    if change.template_id:
+        values["template_id"] = change.template_id
+    await session.execute(
+        update(table)
+        .where(table.name == change.name, table.language == change.language, newer)
+        .values(**values, updated_at=now)
+    )
+    return True
 
 
 async def upsert_contact(
