@@ -28,8 +28,7 @@ from connectors.whatsapp.models import (
 )
 from connectors.whatsapp.numbers import PhoneNumbers
 from connectors.whatsapp.store import apply_known_statuses, wa_id_of
-from connectors.whatsapp.templates import Template, TemplateRegistry
-from connectors.whatsapp.templates import TemplateParametersInvalid as ParametersDoNotFit
+from connectors.whatsapp.templates import ParametersDoNotFit, Template, TemplateRegistry
 from conversation_api.channels import (
     CustomerOptedOut,
     DeliveryState,

@@ -54,7 +54,7 @@ class TemplateRegistryError(ValueError):
         super().__init__(f"{source}: {len(problems)} problem(s) in the WhatsApp template registry:\n{listed}")
 
 
-class TemplateParametersInvalid(ValueError):
+class ParametersDoNotFit(ValueError):
     """The values given for a template's parameters do not fit it; `problems` says which."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -107,7 +107,7 @@ class Template:
         if not problems and len(self.render(checked)) > MAX_BODY:
             problems.append(f"the message would be over {MAX_BODY} characters with these values")
         if problems:
-            raise TemplateParametersInvalid(problems)
+            raise ParametersDoNotFit(problems)
         return checked
 
     def render(self, values: dict[str, str]) -> str:

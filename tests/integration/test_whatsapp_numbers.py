@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import select
 
-from connectors.whatsapp.models import WhatsAppContact, WhatsAppStatus
+from connectors.whatsapp.models import WhatsAppConsent, WhatsAppContact, WhatsAppStatus
 from conversation_api.conversations import service
 from conversation_api.conversations.models import Sender
 from conversation_api.settings import Settings
 from tests.integration.test_whatsapp_webhook import WA, _async, _len, metric, start_wa
 from tests.support.fake_graph import PHONE_NUMBER_ID, SECOND_PHONE_NUMBER_ID, FakeGraph
-from tests.support.whatsapp import eventually, fixture, new_wa_id, new_wamid, status_payload
+from tests.support.whatsapp import eventually, fixture, new_wa_id, new_wamid, preferences_payload, status_payload
 
 UNCONFIGURED = "109999999999999"
 
@@ -79,6 +79,9 @@ async def test_a_payload_for_an_unconfigured_number_is_acknowledged_counted_and_
     status = status_payload(new_wamid(), "delivered", wa_id)
     status["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = UNCONFIGURED
     assert (await wa.post(status)).json()["ignored"] == 1
+    stop = preferences_payload(wa_id, "stop")
+    stop["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = UNCONFIGURED
+    assert (await wa.post(stop)).json()["ignored"] == 1
 
     await asyncio.sleep(0.3)
     assert await wa.inbound(wamid) is None
@@ -86,6 +89,7 @@ async def test_a_payload_for_an_unconfigured_number_is_acknowledged_counted_and_
     async with wa.container.sessions() as session:
         assert await session.get(WhatsAppContact, wa_id) is None
         assert (await session.scalars(select(WhatsAppStatus).where(WhatsAppStatus.recipient_id == wa_id))).all() == []
+        assert await session.get(WhatsAppConsent, wa_id) is None
     assert wa.graph.attempts(wa_id) == [] and wa.graph.reads() == []
     assert metric("whatsapp_unconfigured_number_total", phone_number_id=UNCONFIGURED, kind="message") == before + 1
     assert metric("whatsapp_unconfigured_number_total", phone_number_id=UNCONFIGURED, kind="status") >= 1

@@ -7,7 +7,7 @@ import pytest
 from connectors.whatsapp.__main__ import check_templates
 from connectors.whatsapp.templates import (
     Category,
-    TemplateParametersInvalid,
+    ParametersDoNotFit,
     TemplateRegistry,
     TemplateRegistryError,
 )
@@ -184,6 +184,6 @@ def test_a_missing_file_is_named(tmp_path: Path, capsys) -> None:
 )
 def test_parameter_values_that_meta_would_refuse(values: dict, says: str) -> None:
     reminder = TemplateRegistry.parse(GOOD).find("appointment_reminder", "en_US")
-    with pytest.raises(TemplateParametersInvalid) as refused:
+    with pytest.raises(ParametersDoNotFit) as refused:
         reminder.check(values)
     assert any(says in p for p in refused.value.problems)
