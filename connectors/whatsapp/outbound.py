@@ -2,7 +2,11 @@
 
 Each Graph request is stored in `whatsapp_outbound` with the wamid Meta assigned
 (or as failed, with the reason), so later status notifications find it.
-Free-form messages are only sent inside the 24-hour customer service window.
+Free-form messages are only sent inside the 24-hour customer service window;
+approved templates at any time, unless Meta paused or disabled the template or
+the customer opted out of its category (checked before a CSR's send is stored,
+and again when it goes out). Replies go out from the business number the
+customer wrote to.
 """
 
 from __future__ import annotations
