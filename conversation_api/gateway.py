@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
@@ -219,11 +220,20 @@ class MessageGateway:
             return conversation
 
     async def record(
-        self, *, user_id: str, conversation_id: str, channel: str, external_id: str, shown: StoredAs
+        self,
+        *,
+        user_id: str,
+        conversation_id: str,
+        channel: str,
+        external_id: str,
+        shown: StoredAs,
+        replies: Sequence[StoredAs] = (),
     ) -> int:
-        """Store a customer message that is not a turn for the bot (a reaction, a type it cannot read).
+        """Store a customer message that is not a turn for the bot (a reaction, a type it cannot read,
+        a keyword the channel answers itself), with the channel's own `replies` to it (sender `bot`).
 
-        Idempotent by the channel's `external_id`; returns the stored message's id.
+        Idempotent by the channel's `external_id`; returns the stored message's id. The replies are
+        stored with the message, once, and `replies(message_id=...)` returns them for delivery.
         """
         async with self._uow.conversation(conversation_id) as work, work.transaction() as session:
             existing = await service.find_external(session=session, channel=channel, external_id=external_id)
@@ -239,6 +249,17 @@ class MessageGateway:
                 external_id=external_id,
                 events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
             )
+            if replies:
+                await service.add_bot_turn(
+                    session=session,
+                    conversation=conversation,
+                    message_id=message.id,
+                    intent=None,
+                    entities=[],
+                    confidence=None,
+                    replies=[service.NewMessage(text=r.text, payload=r.payload) for r in replies],
+                    events=[],
+                )
             return message.id
 
     async def replies(self, *, message_id: int) -> list[Message]:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from connectors.whatsapp import admin as whatsapp_admin
 from connectors.whatsapp import webhook as whatsapp_webhook
 from conversation_api import health
 from conversation_api.body_limit import BodySizeLimit
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, *, bot: Bot | None = None) -> F
     app.include_router(review_console_router)
     app.add_middleware(PrometheusMiddleware)
     app.include_router(whatsapp_webhook.router)
+    app.include_router(whatsapp_admin.router)
     # Added last, so it runs first: nothing reads a body before the cap is applied.
     app.add_middleware(
         BodySizeLimit,

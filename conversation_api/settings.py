@@ -26,6 +26,27 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+def parse_phone_numbers(value: str) -> dict[str, str]:
+    """`id[=display name],...` -> {id: display name}; ValueError naming the entry that is wrong.
+
+    Meta's phone number ids are digits; a number without a display name is shown by its id.
+    """
+    numbers: dict[str, str] = {}
+    for n, entry in enumerate(value.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} is empty (a stray comma?)")
+        number, _, name = (part.strip() for part in entry.partition("="))
+        if not number.isdigit():
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} ({entry!r}): a phone number id is digits only")
+        if "=" in entry and not name:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: entry {n} ({entry!r}): the display name after '=' is empty")
+        if number in numbers:
+            raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: phone number id {number} is listed twice")
+        numbers[number] = name or number
+    return numbers
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -130,7 +151,11 @@ class Settings(BaseSettings):
     whatsapp_verify_token: str | None = None
     whatsapp_app_secret: str | None = None
     whatsapp_access_token: str | None = None
-    whatsapp_phone_number_id: str | None = None
+    whatsapp_phone_number_id: str | None = Field(
+        default=None,
+        description="The business phone number ids, comma-separated, each optionally `=<display name>` "
+        "(`106540352242922=Main salon,106540352242923=Downtown`); the first is the default sender.",
+    )
     whatsapp_graph_url: str = DEFAULT_WHATSAPP_GRAPH_URL
     whatsapp_rate_per_second: float = Field(default=80.0, gt=0, description="Sends per second per phone number.")
     whatsapp_max_body_bytes: int = Field(default=1_048_576, gt=0)
@@ -143,6 +168,27 @@ class Settings(BaseSettings):
     whatsapp_lease_seconds: float = Field(default=120.0, gt=0, description="A claimed message is retried after this.")
     whatsapp_max_attempts: int = Field(
         default=8, ge=1, description="Failed attempts (not bot outages) before a queued message is dead."
+    )
+    # Templates and consent (docs/whatsapp.md#templates-and-the-24-hour-window, #consent).
+    whatsapp_templates_file: str | None = Field(
+        default=None,
+        description="YAML file of the message templates approved in WhatsApp Manager; checked at start-up.",
+    )
+    whatsapp_opt_out_keywords: str = Field(
+        default="", description="Opt-out keywords besides STOP and UNSUBSCRIBE, comma-separated (e.g. BAJA,ARRET)."
+    )
+    whatsapp_opt_in_keywords: str = Field(default="", description="Opt-in keywords besides START, comma-separated.")
+    whatsapp_opt_out_reply: str = Field(
+        default="You're unsubscribed: we won't send you messages you didn't ask for. Reply START to subscribe again.",
+        min_length=1,
+        max_length=4096,
+    )
+    whatsapp_opt_in_reply: str = Field(
+        default="You're subscribed again. Reply STOP at any time to unsubscribe.", min_length=1, max_length=4096
+    )
+    whatsapp_opt_out_covers_utility: bool = Field(
+        default=True,
+        description="A customer's STOP also stops utility and authentication templates (marketing ones always stop).",
     )
 
     @field_validator("database_url")
@@ -158,6 +204,7 @@ class Settings(BaseSettings):
         "rasa_urls",
         "jwt_public_key",
         "database_schema",
+        "whatsapp_templates_file",
         *WHATSAPP_SECRETS,
         mode="before",
     )
@@ -190,6 +237,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _valid_phone_numbers(self) -> Settings:
+        if self.whatsapp_phone_number_id:
+            parse_phone_numbers(self.whatsapp_phone_number_id)  # raises ValueError saying which entry is wrong
+        return self
+
+    @model_validator(mode="after")
     def _one_process_on_sqlite(self) -> Settings:
         if self.is_sqlite and self.api_workers > 1:
             raise ValueError(
@@ -219,6 +272,19 @@ class Settings(BaseSettings):
     @property
     def whatsapp_enabled(self) -> bool:
         return all(getattr(self, name) for name in WHATSAPP_SECRETS)
+
+    @property
+    def whatsapp_keywords(self) -> tuple[list[str], list[str]]:
+        """(extra opt-out keywords, extra opt-in keywords) as configured."""
+        return (
+            [k.strip() for k in self.whatsapp_opt_out_keywords.split(",") if k.strip()],
+            [k.strip() for k in self.whatsapp_opt_in_keywords.split(",") if k.strip()],
+        )
+
+    @property
+    def whatsapp_phone_numbers(self) -> dict[str, str]:
+        """Phone number id -> display name, in the order configured (the first is the default sender)."""
+        return parse_phone_numbers(self.whatsapp_phone_number_id) if self.whatsapp_phone_number_id else {}
 
     @property
     def is_sqlite(self) -> bool:

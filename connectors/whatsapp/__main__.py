@@ -1,8 +1,9 @@
-"""The WhatsApp inbound queue's dead letters from the command line.
+"""The WhatsApp inbound queue's dead letters, and the template registry, from the command line.
 
     python -m connectors.whatsapp dead                  # list dead messages, one JSON line each
     python -m connectors.whatsapp redrive WAMID [...]   # queue these again
     python -m connectors.whatsapp redrive --all         # queue every dead message again
+    python -m connectors.whatsapp templates [FILE]      # check a template file (default WHATSAPP_TEMPLATES_FILE)
 
 Reads DATABASE_URL (and DATABASE_SCHEMA) like the API; a running API's worker
 picks re-driven messages up within a second.
@@ -17,6 +18,7 @@ import sys
 import orjson
 
 from connectors.whatsapp.dead_letters import dead_messages, redrive
+from connectors.whatsapp.templates import TemplateRegistry, TemplateRegistryError
 from conversation_api.db import create_engine, create_session_factory
 from conversation_api.settings import Settings, get_settings
 
@@ -65,8 +67,29 @@ def main(argv: list[str] | None = None) -> None:
     again = commands.add_parser("redrive", help="queue dead inbound messages again, with a fresh count of attempts")
     again.add_argument("wamids", nargs="*", help="the messages' wamids (see `dead`)")
     again.add_argument("--all", action="store_true", help="every dead message")
+    check = commands.add_parser("templates", help="check a template registry file and list its templates")
+    check.add_argument("file", nargs="?", help="the YAML file (default: WHATSAPP_TEMPLATES_FILE)")
     args = parser.parse_args(argv)
+    if args.command == "templates":
+        raise SystemExit(check_templates(args.file or get_settings().whatsapp_templates_file))
     raise SystemExit(asyncio.run(run(args, get_settings())))
+
+
+def check_templates(path: str | None) -> int:
+    """0 and one line per template when the file is right; 1 and every problem when it is not."""
+    if not path:
+        print("no file: pass one, or set WHATSAPP_TEMPLATES_FILE", file=sys.stderr)
+        return 2
+    try:
+        registry = TemplateRegistry.load(path)
+    except TemplateRegistryError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for t in registry.all():
+        buttons = f" buttons: {', '.join(b.text for b in t.buttons)}" if t.buttons else ""
+        print(f"{t.name} ({t.language}, {t.category.value}) parameters: {', '.join(t.parameters) or '-'}{buttons}")
+    print(f"{path}: {len(registry)} template(s), all valid", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

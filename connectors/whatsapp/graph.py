@@ -33,7 +33,8 @@ THROUGHPUT_LIMIT = 130429
 PAIR_RATE_LIMIT = 131056
 RETRYABLE_CODES = {THROUGHPUT_LIMIT, PAIR_RATE_LIMIT}
 OUTSIDE_WINDOW = 131047
-PERMANENT_CODES = {OUTSIDE_WINDOW, 131026, 131030, 190}
+STOPPED_MARKETING = 131050  # the customer stopped marketing messages from this business
+PERMANENT_CODES = {OUTSIDE_WINDOW, STOPPED_MARKETING, 131026, 131030, 190}
 
 
 class GraphError(Exception):
@@ -169,7 +170,7 @@ def _error_of(response: httpx.Response) -> GraphError:
 
 
 class GraphClient:
-    """Graph API client for one business phone number."""
+    """Graph API client for the business's phone numbers (`phone_number_id` is the default sender)."""
 
     def __init__(
         self,
@@ -191,24 +192,29 @@ class GraphClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         )
-        # One send every 1/rate seconds: never more than `rate` in any one-second window.
-        self._limiter = AsyncLimiter(1, 1.0 / rate_per_second)
+        # One send every 1/rate seconds per number (Meta's limit is per phone number): never more
+        # than `rate` in any one-second window.
+        self._rate = rate_per_second
+        self._limiters: dict[str, AsyncLimiter] = {}
         self._attempts = attempts
         self._wait = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
 
-    async def send(self, message: dict[str, Any]) -> str:
-        """POST one message (`to`, `type`, ...) to /messages; the wamid Meta assigned. Raises GraphError."""
+    async def send(self, message: dict[str, Any], *, phone_number_id: str | None = None) -> str:
+        """POST one message (`to`, `type`, ...) to /{number}/messages; the wamid Meta assigned. Raises GraphError.
+
+        `phone_number_id` is the business number it goes out from (default: the first configured).
+        """
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
-        answer = await self._post_messages(body)
+        answer = await self._post_messages(body, phone_number_id or self.phone_number_id)
         try:
             return str(answer["messages"][0]["id"])
         except (KeyError, IndexError, TypeError) as exc:
             raise GraphError("the Graph API accepted the message without a message id", retryable=False) from exc
 
-    async def mark_read(self, wamid: str) -> None:
-        """Mark an inbound message as read (blue ticks)."""
+    async def mark_read(self, wamid: str, *, phone_number_id: str | None = None) -> None:
+        """Mark an inbound message as read (blue ticks), on the number it was sent to."""
         # Not a message, so not held back by the messages-per-second limiter.
-        url = f"{self._base_url}/{self.phone_number_id}/messages"
+        url = f"{self._base_url}/{phone_number_id or self.phone_number_id}/messages"
         await self._call("POST", url, json={"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
 
     async def media_info(self, media_id: str) -> MediaInfo:
@@ -231,19 +237,26 @@ class GraphClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _post_messages(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self._base_url}/{self.phone_number_id}/messages"
-        return await self._call("POST", url, json=body, limited=True)
+    async def _post_messages(self, body: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
+        url = f"{self._base_url}/{phone_number_id}/messages"
+        limiter = self._limiters.get(phone_number_id)
+        if limiter is None:
+            limiter = self._limiters[phone_number_id] = AsyncLimiter(1, 1.0 / self._rate)
+        return await self._call("POST", url, json=body, limiter=limiter)
 
-    async def _call(self, method: str, url: str, *, limited: bool = False, **kwargs: Any) -> dict[str, Any]:
-        response = await self._request(method, url, limited=limited, **kwargs)
+    async def _call(
+        self, method: str, url: str, *, limiter: AsyncLimiter | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        response = await self._request(method, url, limiter=limiter, **kwargs)
         try:
             answer = response.json()
         except ValueError as exc:
             raise GraphError("the Graph API answered with something other than JSON", retryable=False) from exc
         return answer if isinstance(answer, dict) else {}
 
-    async def _request(self, method: str, url: str, *, limited: bool = False, **kwargs: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, url: str, *, limiter: AsyncLimiter | None = None, **kwargs: Any
+    ) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=self._wait,
@@ -252,9 +265,9 @@ class GraphClient:
         )
         async for attempt in retrying:
             with attempt:
-                if limited:
+                if limiter is not None:
                     # Every attempt is a send Meta counts, retries included.
-                    await self._limiter.acquire()
+                    await limiter.acquire()
                 return await self._once(method, url, **kwargs)
         raise AssertionError("unreachable: tenacity reraises the last error")
 

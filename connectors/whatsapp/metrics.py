@@ -53,3 +53,23 @@ REPLY_SECONDS = Histogram(
     "From the webhook storing a message to its first reply being accepted by the Graph API.",
     buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
+UNCONFIGURED_NUMBER = Counter(
+    "whatsapp_unconfigured_number_total",
+    "Messages and statuses acknowledged but not processed: for a phone number not in WHATSAPP_PHONE_NUMBER_ID.",
+    ["phone_number_id", "kind"],
+)
+CONSENT_CHANGES = Counter(
+    "whatsapp_consent_changes_total",
+    "Consent ledger changes by action (opt_out, opt_in) and source (keyword, user_preferences, graph_error).",
+    ["action", "source"],
+)
+TEMPLATES_SENT = Counter(
+    "whatsapp_templates_total",
+    "Template messages handed to the Graph API, by template and result.",
+    ["template", "result"],
+)
+TEMPLATE_UPDATES = Counter(
+    "whatsapp_template_updates_total",
+    "Template status and quality notifications from Meta, by kind and value (APPROVED, PAUSED, RED...).",
+    ["kind", "value"],
+)

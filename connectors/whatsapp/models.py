@@ -41,6 +41,8 @@ class WhatsAppContact(Base):
     profile_name: Mapped[str | None] = mapped_column(String(256))
     conversation_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("conversation.id", ondelete="SET NULL"))
     last_inbound_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The business number of the customer's latest message: replies and templates go out from it.
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
@@ -86,6 +88,7 @@ class WhatsAppOutbound(Base):
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     wamid: Mapped[str | None] = mapped_column(String(255), unique=True)
     wa_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))  # the business number it went out from
     conversation_id: Mapped[str | None] = mapped_column(String(36))
     message_id: Mapped[int | None] = mapped_column(BigIntId, ForeignKey("message.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
@@ -116,3 +119,81 @@ class WhatsAppStatus(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
     __table_args__ = (UniqueConstraint("wamid", "status"),)
+
+
+class WhatsAppTemplateStatus(Base):
+    """What Meta last said about one template (name, language): its review status and its quality."""
+
+    __tablename__ = "whatsapp_template_status"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    language: Mapped[str] = mapped_column(String(16), nullable=False)
+    template_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str | None] = mapped_column(String(32))  # APPROVED, REJECTED, PAUSED, DISABLED, ...
+    reason: Mapped[str | None] = mapped_column(Text)
+    status_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    quality: Mapped[str | None] = mapped_column(String(16))  # GREEN, YELLOW, RED, UNKNOWN
+    quality_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("name", "language"),)
+
+
+class WhatsAppTemplateEvent(Base):
+    """Every template status or quality notification Meta sent, once: the history admins see."""
+
+    __tablename__ = "whatsapp_template_event"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    field: Mapped[str] = mapped_column(String(64), nullable=False)  # message_template_(status|quality)_update
+    name: Mapped[str] = mapped_column(String(512), nullable=False)
+    language: Mapped[str] = mapped_column(String(16), nullable=False)
+    template_id: Mapped[str | None] = mapped_column(String(64))
+    value: Mapped[str] = mapped_column(String(32), nullable=False)  # the event (APPROVED...) or the new quality
+    previous: Mapped[str | None] = mapped_column(String(32))  # the previous quality
+    reason: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("field", "name", "language", "value", "occurred_at"),)
+
+
+class ConsentScope(enum.StrEnum):
+    marketing = "marketing"  # Meta's "stop marketing messages" (user_preferences, error 131050)
+    all = "all"  # the customer's own STOP: every message they did not ask for
+
+
+class WhatsAppConsent(Base):
+    """A customer's current consent: opted out (of what) or not, and the last change."""
+
+    __tablename__ = "whatsapp_consent"
+
+    wa_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    opted_out: Mapped[str | None] = mapped_column(String(16))  # None, "marketing" or "all"
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    source: Mapped[str] = mapped_column(String(32), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class WhatsAppConsentEvent(Base):
+    """The consent ledger: every opt-out and opt-in, once, with when and how (the audit trail)."""
+
+    __tablename__ = "whatsapp_consent_event"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    wa_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)  # opt_out, opt_in
+    scope: Mapped[str | None] = mapped_column(String(16))  # what an opt-out covers: marketing, all
+    source: Mapped[str] = mapped_column(String(32), nullable=False)  # keyword, user_preferences, graph_error
+    detail: Mapped[str | None] = mapped_column(Text)  # the keyword, Meta's detail, the error
+    reference: Mapped[str] = mapped_column(String(255), nullable=False)  # what it came from (wamid...), for dedupe
+    phone_number_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("source", "reference"),
+        Index("ix_whatsapp_consent_event_wa_id", "wa_id", "occurred_at"),
+    )

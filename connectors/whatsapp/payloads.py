@@ -48,6 +48,35 @@ class StatusUpdate:
     error_code: int | None
     error_reason: str | None
     raw: dict[str, Any]
+    phone_number_id: str | None = None  # the business number the message was sent from
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateUpdate:
+    """A `message_template_status_update` (value = the event) or `message_template_quality_update`."""
+
+    field: str
+    name: str
+    language: str
+    template_id: str | None
+    value: str  # APPROVED, REJECTED, PAUSED, DISABLED... or the new quality score
+    previous: str | None  # the previous quality score
+    reason: str | None
+    timestamp: datetime
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PreferenceUpdate:
+    """A `user_preferences` item: the customer stopped (`stop`) or resumed (`resume`) marketing messages."""
+
+    wa_id: str
+    value: str
+    category: str | None
+    detail: str | None
+    timestamp: datetime
+    phone_number_id: str | None
+    raw: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -55,6 +84,8 @@ class Notification:
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
     profile_names: dict[str, str] = field(default_factory=dict)  # wa_id -> profile name
+    templates: list[TemplateUpdate] = field(default_factory=list)
+    preferences: list[PreferenceUpdate] = field(default_factory=list)
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -141,7 +172,7 @@ def describe(message: dict[str, Any]) -> tuple[str, str, str | None, str | None,
     return kind, f"[{kind} message]", None, None, None
 
 
-def _status(item: Any) -> StatusUpdate:
+def _status(item: Any, phone_number_id: str | None) -> StatusUpdate:
     item = _obj(item)
     if not item.get("id") or not item.get("status"):
         raise MalformedPayload("every status needs `id` and `status`")
@@ -158,7 +189,52 @@ def _status(item: Any) -> StatusUpdate:
         error_code=int(code) if isinstance(code, int | str) and str(code).isdigit() else None,
         error_reason=" - ".join(str(x) for x in (reason, details) if x) or None,
         raw=item,
+        phone_number_id=phone_number_id,
     )
+
+
+TEMPLATE_FIELDS = ("message_template_status_update", "message_template_quality_update")
+
+
+def _template_update(kind: str, value: dict[str, Any], entry_time: Any) -> TemplateUpdate | None:
+    name, language = value.get("message_template_name"), value.get("message_template_language")
+    new = value.get("event") if kind == "message_template_status_update" else value.get("new_quality_score")
+    if not name or not language or not new:
+        return None  # nothing we could attach it to; acknowledged all the same
+    template_id = value.get("message_template_id")
+    reason = value.get("reason")
+    return TemplateUpdate(
+        field=kind,
+        name=str(name),
+        language=str(language),
+        template_id=str(template_id) if template_id is not None else None,
+        value=str(new).upper(),
+        previous=str(value["previous_quality_score"]).upper() if value.get("previous_quality_score") else None,
+        reason=None if reason in (None, "", "NONE") else str(reason),
+        timestamp=parse_timestamp(entry_time),
+        raw=value,
+    )
+
+
+def _preferences(value: dict[str, Any]) -> list[PreferenceUpdate]:
+    phone_number_id = _obj(value.get("metadata")).get("phone_number_id")
+    updates = []
+    for item in _list(value.get("user_preferences"), "user_preferences"):
+        item = _obj(item)
+        if not item.get("wa_id") or item.get("value") not in ("stop", "resume"):
+            continue
+        updates.append(
+            PreferenceUpdate(
+                wa_id=str(item["wa_id"]),
+                value=str(item["value"]),
+                category=item.get("category"),
+                detail=item.get("detail"),
+                timestamp=parse_timestamp(item.get("timestamp")),
+                phone_number_id=phone_number_id,
+                raw=item,
+            )
+        )
+    return updates
 
 
 def parse_notification(raw: bytes) -> Notification:
@@ -176,8 +252,17 @@ def parse_notification(raw: bytes) -> Notification:
     for entry in _list(body.get("entry"), "entry"):
         for change in _list(_obj(entry).get("changes"), "entry[].changes"):
             change = _obj(change)
-            if change.get("field") not in (None, "messages"):
-                continue  # template/account updates: acknowledged, not ours to handle
+            kind = change.get("field")
+            if kind in TEMPLATE_FIELDS:
+                update = _template_update(str(kind), _obj(change.get("value")), _obj(entry).get("time"))
+                if update is not None:
+                    notification.templates.append(update)
+                continue
+            if kind == "user_preferences":
+                notification.preferences.extend(_preferences(_obj(change.get("value"))))
+                continue
+            if kind not in (None, "messages"):
+                continue  # account updates and the like: acknowledged, not ours to handle
             value = _obj(change.get("value"))
             phone_number_id = _obj(value.get("metadata")).get("phone_number_id")
             names = {}
@@ -207,5 +292,5 @@ def parse_notification(raw: bytes) -> Notification:
                         raw=message,
                     )
                 )
-            notification.statuses.extend(_status(s) for s in _list(value.get("statuses"), "statuses"))
+            notification.statuses.extend(_status(s, phone_number_id) for s in _list(value.get("statuses"), "statuses"))
     return notification

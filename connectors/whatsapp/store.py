@@ -15,8 +15,20 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from connectors.whatsapp.models import STATUS_RANK, WhatsAppContact, WhatsAppInbound, WhatsAppOutbound, WhatsAppStatus
-from connectors.whatsapp.payloads import InboundMessage, Notification, StatusUpdate
+from connectors.whatsapp.consent import Source
+from connectors.whatsapp.consent import record as record_consent
+from connectors.whatsapp.graph import STOPPED_MARKETING
+from connectors.whatsapp.models import (
+    STATUS_RANK,
+    ConsentScope,
+    WhatsAppContact,
+    WhatsAppInbound,
+    WhatsAppOutbound,
+    WhatsAppStatus,
+    WhatsAppTemplateEvent,
+    WhatsAppTemplateStatus,
+)
+from connectors.whatsapp.payloads import InboundMessage, Notification, StatusUpdate, TemplateUpdate
 from conversation_api.db import utcnow
 
 USER_PREFIX = "whatsapp:"
@@ -37,6 +49,8 @@ class StoreResult:
     duplicate_messages: list[InboundMessage] = field(default_factory=list)
     new_statuses: list[StatusUpdate] = field(default_factory=list)
     duplicate_statuses: list[StatusUpdate] = field(default_factory=list)
+    ignored: int = 0  # messages and statuses for phone numbers we do not serve (acknowledged, not stored)
+    new_templates: list[TemplateUpdate] = field(default_factory=list)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -61,15 +75,17 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
     """Store contacts, new messages (queued for the worker) and new statuses; the caller owns the transaction."""
     result = StoreResult()
     now = utcnow()
-    senders: dict[str, datetime] = {}
+    latest: dict[str, InboundMessage] = {}  # each sender's latest message: its time and the number it went to
     for message in notification.messages:
-        senders[message.wa_id] = max(message.timestamp, senders.get(message.wa_id, message.timestamp))
-    for wa_id in sorted(senders):  # a fixed order, so concurrent batches lock contacts without deadlocking
+        if message.wa_id not in latest or message.timestamp > latest[message.wa_id].timestamp:
+            latest[message.wa_id] = message
+    for wa_id in sorted(latest):  # a fixed order, so concurrent batches lock contacts without deadlocking
         await upsert_contact(
             session=session,
             wa_id=wa_id,
             profile_name=notification.profile_names.get(wa_id),
-            last_inbound_at=senders[wa_id],
+            last_inbound_at=latest[wa_id].timestamp,
+            phone_number_id=latest[wa_id].phone_number_id,
         )
 
     # Sorted by wamid so that two overlapping batches take the unique-index locks in the same order.
@@ -124,11 +140,93 @@ async def store_notification(*, session: AsyncSession, notification: Notificatio
             )
         else:
             result.duplicate_statuses.append(status)
+
+    for status in result.new_statuses:
+        if status.status == "failed" and status.error_code == STOPPED_MARKETING and status.recipient_id:
+            await record_consent(
+                session=session,
+                wa_id=status.recipient_id,
+                action="opt_out",
+                scope=ConsentScope.marketing,
+                source=Source.graph_error,
+                reference=f"status:{status.wamid}",
+                at=status.timestamp,
+                detail=f"{STOPPED_MARKETING}: {status.error_reason}",
+                phone_number_id=status.phone_number_id,
+            )
+    for preference in notification.preferences:
+        await record_consent(
+            session=session,
+            wa_id=preference.wa_id,
+            action="opt_out" if preference.value == "stop" else "opt_in",
+            scope=ConsentScope.marketing if preference.value == "stop" else None,
+            source=Source.user_preferences,
+            reference=f"{preference.wa_id}:{preference.value}:{int(preference.timestamp.timestamp())}",
+            at=preference.timestamp,
+            detail=preference.detail,
+            phone_number_id=preference.phone_number_id,
+        )
+
+    for template in notification.templates:
+        if await store_template_update(session=session, change=template):
+            result.new_templates.append(template)
     return result
 
 
+async def store_template_update(*, session: AsyncSession, change: TemplateUpdate) -> bool:
+    """Keep Meta's news about a template (once) and move its current status or quality; False if seen before.
+
+    Notifications arrive unordered: the current state only takes a newer one.
+    """
+    now = utcnow()
+    is_new = await _insert_if_new(
+        session,
+        WhatsAppTemplateEvent,
+        ["field", "name", "language", "value", "occurred_at"],
+        dict(
+            field=change.field,
+            name=change.name,
+            language=change.language,
+            template_id=change.template_id,
+            value=change.value,
+            previous=change.previous,
+            reason=change.reason,
+            occurred_at=change.timestamp,
+            raw=change.raw,
+            received_at=now,
+        ),
+    )
+    if not is_new:
+        return False
+    await session.execute(
+        _insert(session, WhatsAppTemplateStatus)
+        .values(name=change.name, language=change.language, template_id=change.template_id, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["name", "language"])
+    )
+    table = WhatsAppTemplateStatus
+    if change.field == "message_template_status_update":
+        newer = or_(table.status_at.is_(None), table.status_at <= change.timestamp)
+        values: dict[str, Any] = {"status": change.value, "reason": change.reason, "status_at": change.timestamp}
+    else:
+        newer = or_(table.quality_at.is_(None), table.quality_at <= change.timestamp)
+        values = {"quality": change.value, "quality_at": change.timestamp}
+    if change.template_id:
+        values["template_id"] = change.template_id
+    await session.execute(
+        update(table)
+        .where(table.name == change.name, table.language == change.language, newer)
+        .values(**values, updated_at=now)
+    )
+    return True
+
+
 async def upsert_contact(
-    *, session: AsyncSession, wa_id: str, profile_name: str | None, last_inbound_at: datetime | None
+    *,
+    session: AsyncSession,
+    wa_id: str,
+    profile_name: str | None,
+    last_inbound_at: datetime | None,
+    phone_number_id: str | None = None,
 ) -> None:
     """Create the contact on its first message, or refresh its profile name and service window.
 
@@ -138,7 +236,7 @@ async def upsert_contact(
     commit); the update after it then finds the contact, whoever inserted it.
     """
     now = utcnow()
-    if await _refresh_contact(session, wa_id, profile_name, last_inbound_at, now):
+    if await _refresh_contact(session, wa_id, profile_name, last_inbound_at, phone_number_id, now):
         return  # the usual case, a customer we know: one statement
     inserted = await session.execute(
         _insert(session, WhatsAppContact)
@@ -147,6 +245,7 @@ async def upsert_contact(
             user_id=user_id_for(wa_id),
             profile_name=profile_name,
             last_inbound_at=last_inbound_at,
+            phone_number_id=phone_number_id,
             created_at=now,
             updated_at=now,
         )
@@ -154,27 +253,36 @@ async def upsert_contact(
         .returning(WhatsAppContact.wa_id)
     )
     if inserted.scalar_one_or_none() is None:  # another delivery inserted it meanwhile
-        await _refresh_contact(session, wa_id, profile_name, last_inbound_at, now)
+        await _refresh_contact(session, wa_id, profile_name, last_inbound_at, phone_number_id, now)
 
 
 async def _refresh_contact(
-    session: AsyncSession, wa_id: str, profile_name: str | None, last_inbound_at: datetime | None, now: datetime
+    session: AsyncSession,
+    wa_id: str,
+    profile_name: str | None,
+    last_inbound_at: datetime | None,
+    phone_number_id: str | None,
+    now: datetime,
 ) -> bool:
     """Update a known contact; False when there is none (yet)."""
     current = WhatsAppContact.last_inbound_at
-    updated = await session.execute(
-        update(WhatsAppContact)
-        .where(WhatsAppContact.wa_id == wa_id)
-        .values(
-            profile_name=func.coalesce(profile_name, WhatsAppContact.profile_name),
-            # Only ever moves forward: a late redelivery of an old message must not close the window.
-            last_inbound_at=case(
-                (or_(current.is_(None), current < last_inbound_at), last_inbound_at),
-                else_=current,
-            ),
-            updated_at=now,
+    newer = or_(current.is_(None), current < last_inbound_at)
+    values: dict[str, Any] = {
+        "profile_name": func.coalesce(profile_name, WhatsAppContact.profile_name),
+        # Only ever moves forward: a late redelivery of an old message must not close the window.
+        "last_inbound_at": case((newer, last_inbound_at), else_=current),
+        "updated_at": now,
+    }
+    if phone_number_id is not None:
+        # Replies go out from the number of the customer's latest message (timestamps are whole
+        # seconds: of two in the same second, the one stored last).
+        latest = or_(current.is_(None), current <= last_inbound_at, WhatsAppContact.phone_number_id.is_(None))
+        values["phone_number_id"] = case(
+            (latest, phone_number_id),
+            else_=WhatsAppContact.phone_number_id,
         )
-        .returning(WhatsAppContact.wa_id)
+    updated = await session.execute(
+        update(WhatsAppContact).where(WhatsAppContact.wa_id == wa_id).values(**values).returning(WhatsAppContact.wa_id)
     )
     return updated.scalar_one_or_none() is not None
 

@@ -124,4 +124,5 @@ async def receive(request: Request, container: ContainerDep) -> dict[str, Any]:
         "messages": len(result.new_messages),
         "duplicates": len(result.duplicate_messages),
         "statuses": len(result.new_statuses),
+        "ignored": result.ignored,
     }

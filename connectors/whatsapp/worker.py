@@ -28,9 +28,12 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from connectors.whatsapp import metrics
+from connectors.whatsapp.consent import Keywords, Source
+from connectors.whatsapp.consent import record as record_consent
 from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.graph import GraphClient, GraphError
 from connectors.whatsapp.models import (
+    ConsentScope,
     InboundState,
     OutboundStatus,
     WhatsAppContact,
@@ -53,6 +56,8 @@ class RepliesNotDelivered(Exception):
 
 
 POLL_SECONDS = 0.5
+# Messages whose text can be a consent keyword: typed, or a (template) button whose payload is one.
+KEYWORD_TYPES = ("text", "button", "interactive")
 LEASE_EXPIRED = "the lease ran out before the attempt ended (the worker stopped, crashed or hung)"
 
 
@@ -70,6 +75,9 @@ class InboundWorker:
         retry_base_seconds: float = 2.0,
         retry_max_seconds: float = 300.0,
         max_attempts: int = 8,
+        keywords: Keywords | None = None,
+        opt_out_reply: str = "You're unsubscribed. Reply START to subscribe again.",
+        opt_in_reply: str = "You're subscribed again. Reply STOP at any time to unsubscribe.",
     ) -> None:
         self._sessions = sessions
         self._gateway = gateway
@@ -81,6 +89,8 @@ class InboundWorker:
         self._retry_base = retry_base_seconds
         self._retry_max = retry_max_seconds
         self._max_attempts = max_attempts
+        self._keywords = keywords or Keywords.of([], [])
+        self._consent_replies = {"opt_out": opt_out_reply, "opt_in": opt_in_reply}
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._busy = 0
@@ -305,7 +315,7 @@ class InboundWorker:
 
     async def _mark_read(self, row: WhatsAppInbound, conversation_id: str) -> None:
         try:
-            await self._graph.mark_read(row.wamid)
+            await self._graph.mark_read(row.wamid, phone_number_id=self._channel.sender_for(row.phone_number_id))
         except GraphError as exc:  # blue ticks are a courtesy; never hold the message back for them
             log.warning("mark-as-read failed conversation_id=%s wamid=%s reason=%s", conversation_id, row.wamid, exc)
 
@@ -323,6 +333,9 @@ class InboundWorker:
             )
             log.info("stored without the bot conversation_id=%s wamid=%s type=%s", cid, row.wamid, row.type)
             return message_id
+        action = self._keywords.action_of(row.bot_text) if row.type in KEYWORD_TYPES else None
+        if action is not None:
+            return await self._consent_keyword(row, conversation, action)
         # A repeat (a previous attempt crashed, or the bot was down) is idempotent by the wamid: the
         # gateway answers it from the store, or sends that same stored message to the bot again.
         reply = await self._gateway.handle(
@@ -340,6 +353,39 @@ class InboundWorker:
             return reply.user_message_id
         await self._deliver_replies(row, conversation, reply.user_message_id)
         return reply.user_message_id
+
+    async def _consent_keyword(self, row: WhatsAppInbound, conversation: Conversation, action: str) -> int:
+        """STOP / START (or a configured keyword): record it in the consent ledger and confirm in one reply.
+
+        The connector answers, not the bot, in any handoff state: the customer's word on what
+        they want to receive must not depend on the dialogue. Each step is idempotent by the
+        wamid, so a retried attempt records and confirms nothing twice.
+        """
+        async with self._sessions() as session, session.begin():
+            await record_consent(
+                session=session,
+                wa_id=row.wa_id,
+                action=action,
+                scope=ConsentScope.all if action == "opt_out" else None,
+                source=Source.keyword,
+                reference=row.wamid,
+                at=as_utc(row.sent_at),
+                detail=row.text,
+                phone_number_id=row.phone_number_id,
+            )
+        shown = _payload(row)
+        shown["consent"] = action
+        message_id = await self._gateway.record(
+            user_id=conversation.user_id,
+            conversation_id=conversation.id,
+            channel=Channel.whatsapp.value,
+            external_id=row.wamid,
+            shown=StoredAs(text=row.text, payload=shown),
+            replies=[StoredAs(text=self._consent_replies[action], payload={"consent": action})],
+        )
+        log.info("consent keyword conversation_id=%s wamid=%s action=%s", conversation.id, row.wamid, action)
+        await self._deliver_replies(row, conversation, message_id)
+        return message_id
 
     async def _deliver_replies(self, row: WhatsAppInbound, conversation: Conversation, message_id: int) -> None:
         """Send the turn's bot replies the Graph API has not accepted (or refused for good) yet, in order.
@@ -366,7 +412,12 @@ class InboundWorker:
                 if pending:
                     outbound = [await self._channel.resend(conversation=conversation, row=o) for o in pending]
                 else:
-                    outbound = await self._channel.send(conversation=conversation, message=message, resend_later=True)
+                    outbound = await self._channel.send(
+                        conversation=conversation,
+                        message=message,
+                        resend_later=True,
+                        phone_number_id=row.phone_number_id,
+                    )
             except WhatsAppDeliveryError as exc:
                 raise RepliesNotDelivered(f"reply message_id={message.id} not delivered: {exc.detail}") from exc
             if first and any(o.wamid for o in outbound):

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from conversation_api.auth import Principal
-from conversation_api.conversations.models import HandoffState
+from conversation_api.channels import ChannelRegistry, OutsideServiceWindow
+from conversation_api.conversations.models import Conversation, HandoffState, Message
 from conversation_api.conversations.schemas import MessageOut
 from conversation_api.deps import AuthenticatedRoute, ContainerDep, CurrentUser, MessageRate, SessionDep
 from conversation_api.errors import ApiError, Forbidden
@@ -19,6 +20,7 @@ from conversation_api.handoff import service
 from conversation_api.handoff.schemas import (
     CsrMessageRequest,
     CsrMessageResponse,
+    CsrTemplateRequest,
     Handling,
     QueueItem,
     QueueResponse,
@@ -90,11 +92,15 @@ async def csr_transcript(
     conversation_id: ConversationId,
     principal: Staff,
     session: SessionDep,
+    container: ContainerDep,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> TranscriptResponse:
-    """The full transcript with senders and intents, and the handoff state history."""
+    """The full transcript with senders and intents, the handoff state history, and what may be sent now
+    (`delivery`: WhatsApp's 24-hour window, the customer's consent, the templates to pick from)."""
     transcript = await service.transcript(session=session, conversation_id=conversation_id, limit=limit)
-    return TranscriptResponse.of_transcript(transcript)
+    conversation = transcript.conversation
+    delivery = await container.channels.for_conversation(conversation).state(conversation=conversation)
+    return TranscriptResponse.of_transcript(transcript, delivery)
 
 
 @router.post("/conversations/{conversation_id}/claim", response_model=Handling, responses=ERRORS)
@@ -126,28 +132,97 @@ async def csr_reply(
     principal: Staff,
     container: ContainerDep,
 ) -> CsrMessageResponse:
-    """Reply as the CSR who claimed the conversation: stored with sender `csr`, then sent on the customer's channel."""
+    """Reply as the CSR who claimed the conversation: stored with sender `csr`, then sent on the customer's channel.
+
+    A WhatsApp customer whose 24-hour window has closed cannot get free text: 409
+    `outside_service_window`, nothing stored; send a template instead (`.../template`).
+    """
     async with container.uow.conversation(conversation_id) as work, work.transaction() as session:
+        conversation = await service.replyable(session=session, conversation_id=conversation_id, csr=principal)
+        state = await container.channels.for_conversation(conversation).state(conversation=conversation)
+        if not state.free_text:
+            raise OutsideServiceWindow(
+                "the customer's 24-hour service window is closed"
+                + (f" (their last message: {state.last_inbound_at.isoformat()})" if state.last_inbound_at else "")
+                + "; WhatsApp delivers only an approved template now: send one with POST .../template",
+                conversation_id=conversation_id,
+                last_inbound_at=state.last_inbound_at.isoformat() if state.last_inbound_at else None,
+                templates=[t.name for t in state.templates if t.usable],
+            )
         conversation, message = await service.reply(
             session=session, conversation_id=conversation_id, csr=principal, text=body.message
         )
-    try:
-        await container.channels.for_conversation(conversation).deliver(conversation=conversation, message=message)
-    except Exception as exc:  # any channel failure: the reply is stored, say so instead of a bare 500
-        log.warning(
-            "csr reply not delivered conversation_id=%s channel=%s error=%s",
-            conversation_id,
-            conversation.channel,
-            type(exc).__name__,
-        )
-        raise DeliveryFailed(
-            f"the reply was saved but the {conversation.channel} channel did not accept it",
-            conversation_id=conversation_id,
-            message_id=message.id,
-        ) from exc
+    await _deliver(container.channels, conversation, message)
     return CsrMessageResponse(
         conversation_id=conversation_id, message=MessageOut.of(message), delivered_via=conversation.channel
     )
+
+
+@router.post(
+    "/conversations/{conversation_id}/template",
+    response_model=CsrMessageResponse,
+    status_code=201,
+    responses={
+        **BODY_ERRORS,
+        409: {
+            "description": "Claimed by another CSR (`handoff_conflict`), the template is paused or rejected by Meta "
+            "(`template_not_approved`), the customer opted out (`customer_opted_out`), or the channel has no "
+            "templates (`templates_not_supported`)."
+        },
+        422: {
+            "description": "Unknown template or language (`template_unknown`), parameter values that do not fit it "
+            "(`template_parameters_invalid`, `problems` lists each), or an invalid body."
+        },
+        429: {"description": "Over RATE_LIMIT_MESSAGES for this CSR (`rate_limited`); `Retry-After` says when."},
+        503: {"description": "Stored, but the channel refused it (`delivery_failed`, `message_id`)."},
+    },
+    dependencies=[MessageRate],
+)
+async def csr_template(
+    conversation_id: ConversationId,
+    body: CsrTemplateRequest,
+    principal: Staff,
+    container: ContainerDep,
+) -> CsrMessageResponse:
+    """Send an approved message template (WhatsApp), inside or outside the 24-hour window.
+
+    Checked before anything is stored: the template and language exist, Meta has not
+    paused or rejected it, every parameter has a value WhatsApp accepts, and the
+    customer has not opted out of its category. Stored with sender `csr` (the text as
+    the customer sees it, the template in `payload.template`), then sent.
+    """
+    async with container.uow.conversation(conversation_id) as work, work.transaction() as session:
+        conversation = await service.template_sendable(session=session, conversation_id=conversation_id, csr=principal)
+        prepared = await container.channels.for_conversation(conversation).prepare_template(
+            conversation=conversation, name=body.name, language=body.language, parameters=body.parameters
+        )
+        message = await service.send_template(
+            session=session, conversation=conversation, csr=principal, text=prepared.text, payload=prepared.payload
+        )
+    await _deliver(container.channels, conversation, message)
+    return CsrMessageResponse(
+        conversation_id=conversation_id, message=MessageOut.of(message), delivered_via=conversation.channel
+    )
+
+
+async def _deliver(channels: ChannelRegistry, conversation: Conversation, message: Message) -> None:
+    try:
+        await channels.for_conversation(conversation).deliver(conversation=conversation, message=message)
+    except Exception as exc:  # any channel failure: the reply is stored, say so instead of a bare 500
+        log.warning(
+            "csr reply not delivered conversation_id=%s channel=%s error=%s",
+            conversation.id,
+            conversation.channel,
+            type(exc).__name__,
+            exc_info=not isinstance(exc, ApiError),  # an unexpected failure: keep its traceback
+        )
+        reason = getattr(exc, "detail", None)
+        raise DeliveryFailed(
+            f"the reply was saved but the {conversation.channel} channel did not accept it"
+            + (f": {reason}" if reason else ""),
+            conversation_id=conversation.id,
+            message_id=message.id,
+        ) from exc
 
 
 @router.post("/conversations/{conversation_id}/resolve", response_model=Handling, responses=BODY_ERRORS)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conversation_api.channels import DeliveryState
 from conversation_api.conversations.models import HandoffState
 from conversation_api.conversations.schemas import MessageOut, MessageText, as_utc
 from conversation_api.handoff import service
@@ -146,6 +148,72 @@ class TransitionOut(BaseModel):
         )
 
 
+class TemplateOptionOut(BaseModel):
+    name: str
+    language: str
+    category: str = Field(description="`utility`, `marketing` or `authentication`.")
+    body: str = Field(description="The approved text with its placeholders.")
+    parameters: list[str] = Field(description="The values a send needs, by name, in placeholder order.")
+    buttons: list[str] = Field(description="Its quick-reply buttons.")
+    usable: bool = Field(description="False when it may not be sent to this customer now; `reason` says why.")
+    reason: str | None = None
+    status: str | None = Field(default=None, description="Meta's last review status (APPROVED, PAUSED...), if any.")
+    quality: str | None = None
+
+
+class DeliveryOut(BaseModel):
+    """What may be sent to the customer now (WhatsApp: the 24-hour window, consent, templates)."""
+
+    channel: str
+    free_text: bool = Field(description="A free-text reply would be delivered now; otherwise only a template.")
+    window_closes_at: datetime | None = Field(
+        default=None, description="WhatsApp: when the customer service window closes (24 h after their last message)."
+    )
+    last_inbound_at: datetime | None = None
+    sends_from: str | None = Field(default=None, description="The business number replies go out from.")
+    opted_out: bool = Field(default=False, description="The customer opted out (STOP); see `reason` of templates.")
+    opted_out_of: str | None = Field(default=None, description="`marketing` (Meta's stop) or `all` (STOP).")
+    opted_out_at: datetime | None = None
+    templates: list[TemplateOptionOut] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, state: DeliveryState) -> DeliveryOut:
+        return cls(
+            channel=state.channel,
+            free_text=state.free_text,
+            window_closes_at=_utc(state.window_closes_at),
+            last_inbound_at=_utc(state.last_inbound_at),
+            sends_from=state.sends_from,
+            opted_out=state.opted_out,
+            opted_out_of=state.opted_out_of,
+            opted_out_at=_utc(state.opted_out_at),
+            templates=[TemplateOptionOut(**asdict(t)) for t in state.templates],
+        )
+
+
+class CsrTemplateRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "appointment_reminder",
+                    "language": "en_US",
+                    "parameters": {"customer_name": "Alice", "date": "Monday 8 December", "time": "10:30"},
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=512, pattern=NO_NUL, description="The template's name.")
+    language: str | None = Field(
+        default=None, max_length=16, pattern=NO_NUL, description="Its language code; needed when it has several."
+    )
+    parameters: dict[str, str] = Field(
+        default_factory=dict, max_length=50, description="A value for each of the template's parameters, by name."
+    )
+
+
 class TranscriptResponse(Handling):
     model_config = ConfigDict(
         json_schema_extra={
@@ -203,11 +271,15 @@ class TranscriptResponse(Handling):
     intents: list[str]
     entities: list[dict[str, Any]]
     transitions: list[TransitionOut] = Field(description="The state history, oldest first.")
+    delivery: DeliveryOut | None = Field(
+        default=None, description="What may be sent to the customer now: free text, or only a template."
+    )
 
     @classmethod
-    def of_transcript(cls, transcript: service.Transcript) -> TranscriptResponse:
+    def of_transcript(cls, transcript: service.Transcript, delivery: DeliveryState | None = None) -> TranscriptResponse:
         return cls(
             **Handling.of(transcript.conversation, transcript.handoff).model_dump(),
+            delivery=DeliveryOut.of(delivery) if delivery else None,
             messages=[MessageOut.of(m) for m in transcript.messages],
             intents=transcript.understanding.intents,
             entities=transcript.understanding.entities,

@@ -270,10 +270,8 @@ async def claim(*, session: AsyncSession, conversation_id: str, csr: Principal) 
     return conversation
 
 
-async def reply(
-    *, session: AsyncSession, conversation_id: str, csr: Principal, text: str
-) -> tuple[Conversation, Message]:
-    """Store a CSR's reply (sender `csr`); the caller delivers it after committing."""
+async def replyable(*, session: AsyncSession, conversation_id: str, csr: Principal) -> Conversation:
+    """The conversation `csr` may reply to: with a human, claimed by them (or they are an admin); else 409."""
     conversation, handoff = await _load(session, conversation_id)
     if conversation.handoff_state is not HandoffState.with_human:
         hint = "claim it first" if conversation.handoff_state is HandoffState.pending_human else "it is with the bot"
@@ -288,12 +286,58 @@ async def reply(
             conversation_id=conversation_id,
             claimed_by=handoff.claimed_by,
         )
+    return conversation
+
+
+async def reply(
+    *, session: AsyncSession, conversation_id: str, csr: Principal, text: str
+) -> tuple[Conversation, Message]:
+    """Store a CSR's reply (sender `csr`); the caller delivers it after committing."""
+    conversation = await replyable(session=session, conversation_id=conversation_id, csr=csr)
+    handoff = await handoff_of(session=session, conversation_id=conversation_id)
     await observe_csr_reply(session, conversation=conversation, requested_at=handoff.requested_at, replied_at=utcnow())
     message = await conversations.append_message(
         session=session, conversation=conversation, sender=Sender.csr, text=text, payload={"agent": csr.user_id}
     )
     log.info("csr replied conversation_id=%s csr=%s message_id=%s", conversation_id, csr.user_id, message.id)
     return conversation, message
+
+
+async def template_sendable(*, session: AsyncSession, conversation_id: str, csr: Principal) -> Conversation:
+    """The conversation `csr` may send a template to: any state, unless another CSR has claimed it (409).
+
+    A template is how a business starts over with a customer whose window closed, so the
+    conversation need not be handed off first; the customer's answer goes to whoever has it.
+    """
+    conversation, handoff = await _load(session, conversation_id)
+    if conversation.handoff_state is HandoffState.with_human and _claimed_by_other(handoff, csr):
+        raise HandoffConflict(
+            f"conversation {conversation_id!r} is claimed by {handoff.claimed_by}",
+            conversation_id=conversation_id,
+            claimed_by=handoff.claimed_by,
+        )
+    return conversation
+
+
+async def send_template(
+    *, session: AsyncSession, conversation: Conversation, csr: Principal, text: str, payload: dict[str, Any]
+) -> Message:
+    """Store a template a CSR sends (sender `csr`, the template in the payload); the caller delivers it."""
+    message = await conversations.append_message(
+        session=session,
+        conversation=conversation,
+        sender=Sender.csr,
+        text=text,
+        payload={"agent": csr.user_id, **payload},
+    )
+    log.info(
+        "csr sent a template conversation_id=%s csr=%s message_id=%s template=%s",
+        conversation.id,
+        csr.user_id,
+        message.id,
+        payload.get("template", {}).get("name"),
+    )
+    return message
 
 
 async def return_to_bot(

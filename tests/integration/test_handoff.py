@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from conversation_api.channels import PollingChannel
 from conversation_api.conversations.models import Conversation, Message
 from conversation_api.db import utcnow
 from conversation_api.handoff.service import IDLE_TEXT, UNCLAIMED_TEXT
@@ -384,7 +385,9 @@ async def test_rasa_down_during_pause_and_resume_loses_no_state_change(desk: Des
 # --- delivery through the customer's channel -----------------------------------------
 
 
-class RecordingChannel:
+class RecordingChannel(PollingChannel):
+    """Free text always goes through (no service window), as PollingChannel says."""
+
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.sent: list[tuple[str, str]] = []

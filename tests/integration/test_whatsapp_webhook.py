@@ -184,7 +184,7 @@ async def test_a_text_message_is_acknowledged_stored_answered_and_marked_read(wa
     wa_id, wamid = new_wa_id(), new_wamid()
     response = await wa.post(text_payload(wa_id, "hello there", wamid=wamid, name="Maria Lopez"))
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "messages": 1, "duplicates": 0, "statuses": 0}
+    assert response.json() == {"status": "ok", "messages": 1, "duplicates": 0, "statuses": 0, "ignored": 0}
 
     row = await eventually(lambda: wa.done(wamid))
     conversation = await wa.conversation(wa_id)
@@ -290,7 +290,7 @@ async def test_a_batch_is_handled_entirely(wa: WA) -> None:
     ids = {f"WA_ID_{i}": new_wa_id() for i in (1, 2, 3)}
     wamids = {f"WAMID_{i}": new_wamid() for i in (1, 2, 3)}
     response = await wa.post(fixture("batch", **ids, **wamids, STATUS_WAMID=new_wamid()))
-    assert response.json() == {"status": "ok", "messages": 3, "duplicates": 0, "statuses": 2}
+    assert response.json() == {"status": "ok", "messages": 3, "duplicates": 0, "statuses": 2, "ignored": 0}
     for wamid in wamids.values():
         await eventually(lambda wamid=wamid: wa.done(wamid))
     for wa_id, text in zip(ids.values(), ["hello", "hi there", "good morning"], strict=True):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -30,6 +31,8 @@ from tests.support.processes import free_port
 VERSION = "v25.0"
 ACCESS_TOKEN = "test-whatsapp-access-token"
 PHONE_NUMBER_ID = "106540352242922"
+# A second number of the same business account (the token may send from both).
+SECOND_PHONE_NUMBER_ID = "106540352242923"
 
 # Meta's titles and HTTP statuses for the codes the connector branches on.
 ERRORS: dict[int, tuple[int, str]] = {
@@ -38,6 +41,14 @@ ERRORS: dict[int, tuple[int, str]] = {
     131047: (400, "Re-engagement message"),
     131026: (400, "Message Undeliverable"),
     131030: (400, "Recipient phone number not in allowed list"),
+    131050: (
+        400,
+        "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp "
+        "from your business",
+    ),
+    132000: (400, "Number of parameters does not match the expected number of params"),
+    132001: (404, "Template name does not exist in the translation"),
+    132018: (400, "There was an issue with the parameters in your template"),
     190: (401, "Invalid OAuth access token - Cannot parse access token"),
     100: (400, "Invalid parameter"),
     1: (500, "An unknown error occurred"),
@@ -56,6 +67,11 @@ class Recorded:
     error_code: int | None = None
 
     @property
+    def phone_number_id(self) -> str:
+        """The business number the request was sent from (`/{version}/{phone-number-id}/messages`)."""
+        return self.path.strip("/").split("/")[1]
+
+    @property
     def is_read_receipt(self) -> bool:
         return bool(self.body and self.body.get("status") == "read")
 
@@ -71,8 +87,13 @@ class Scripted:
 class FakeGraph:
     access_token: str = ACCESS_TOKEN
     phone_number_id: str = PHONE_NUMBER_ID
+    other_phone_number_ids: tuple[str, ...] = (SECOND_PHONE_NUMBER_ID,)
     requests: list[Recorded] = field(default_factory=list)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # The templates WhatsApp Manager approved: (name, language) -> (category, body parameters, quick replies).
+    templates: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
+    # Customers who stopped marketing messages from this business (a marketing template gets 131050).
+    stopped_marketing: set[str] = field(default_factory=set)
     _wamids: dict[str, dict[str, Any]] = field(default_factory=dict)  # wamid -> the body it was assigned to
 
     def __post_init__(self) -> None:
@@ -113,6 +134,10 @@ class FakeGraph:
         self._thread.join(timeout=10)
 
     # --- telling it what to answer ---------------------------------------------------------------
+
+    def approve(self, name: str, language: str, category: str, parameters: int = 0, quick_replies: int = 0) -> None:
+        """A template WhatsApp Manager approved (Meta refuses a template it does not know: 132001)."""
+        self.templates[(name, language)] = (category, parameters, quick_replies)
 
     def fail_next(self, code: int, times: int = 1) -> None:
         """Answer the next `times` /messages requests with Graph error `code`."""
@@ -197,7 +222,7 @@ class FakeGraph:
     async def _answer(self, request: Request, body: Any, scripted: Scripted | None) -> Response:
         if not self._authorised(request):
             return self._error(190)
-        if request.path_params["phone"] != self.phone_number_id:
+        if request.path_params["phone"] not in (self.phone_number_id, *self.other_phone_number_ids):
             return self._error(100, "Unsupported post request: unknown phone number id")
         if scripted is not None:
             if scripted.delay:
@@ -207,6 +232,10 @@ class FakeGraph:
         problem = validate_message(body)
         if problem:
             return self._error(100, problem)
+        if body.get("type") == "template":
+            refusal = self._template_refusal(body)
+            if refusal is not None:
+                return self._error(*refusal)
         if body.get("status") == "read":
             return JSONResponse({"success": True})
         wamid = self.wamid_for(next(self._ids))
@@ -219,6 +248,22 @@ class FakeGraph:
                 "messages": [{"id": wamid}],
             }
         )
+
+    def _template_refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        """What Meta answers a well-formed template send it cannot deliver: unknown, wrong count, stopped."""
+        template = body["template"]
+        known = self.templates.get((template["name"], template["language"]["code"]))
+        if known is None:
+            return 132001, f"template {template['name']} ({template['language']['code']}) does not exist"
+        category, parameters, quick_replies = known
+        components = template.get("components") or []
+        given = sum(len(c.get("parameters") or []) for c in components if c.get("type") == "body")
+        replies = [c for c in components if c.get("type") == "button" and c.get("sub_type") == "quick_reply"]
+        if given != parameters or len(replies) > quick_replies:
+            return 132000, f"expected {parameters} body parameters, got {given}"
+        if category == "marketing" and body["to"] in self.stopped_marketing:
+            return 131050, "the recipient stopped marketing messages"
+        return None
 
     async def _media_info(self, request: Request) -> Response:
         if not self._authorised(request):
@@ -261,6 +306,8 @@ def validate_message(body: Any) -> str | None:
         return None
     if kind == "image":
         return None if (body.get("image") or {}).get("link") else "image.link is required"
+    if kind == "template":
+        return validate_template(body.get("template"))
     if kind != "interactive":
         return f"unsupported type {kind!r}"
     interactive = body.get("interactive") or {}
@@ -288,3 +335,38 @@ def validate_message(body: Any) -> str | None:
             return "the list button label must be 1..20 characters"
         return None
     return f"unsupported interactive type {interactive.get('type')!r}"
+
+
+TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+
+
+def validate_template(template: Any) -> str | None:
+    """Meta's documented shape of `template` in a send: name, language.code, components with typed parameters."""
+    if not isinstance(template, dict) or not TEMPLATE_NAME.match(str(template.get("name") or "")):
+        return "template.name is required (lowercase letters, digits, underscores)"
+    if not (template.get("language") or {}).get("code"):
+        return "template.language.code is required"
+    components = template.get("components", [])
+    if not isinstance(components, list):
+        return "template.components must be a list"
+    for component in components:
+        kind = component.get("type")
+        if kind not in ("header", "body", "button"):
+            return f"unknown component type {kind!r}"
+        for parameter in component.get("parameters") or []:
+            ptype = parameter.get("type")
+            if ptype == "text":
+                text = parameter.get("text")
+                if not isinstance(text, str) or not text or re.search(r"[\n\t]| {5,}", text):
+                    return "a text parameter must be non-empty, without new lines, tabs or more than 4 spaces"
+            elif ptype == "payload":
+                if not parameter.get("payload"):
+                    return "a payload parameter needs its payload"
+            elif ptype not in ("currency", "date_time", "image", "document", "video"):
+                return f"unknown parameter type {ptype!r}"
+        if kind == "button":
+            if component.get("sub_type") not in ("quick_reply", "url", "copy_code", "flow"):
+                return "a button component needs sub_type quick_reply, url, copy_code or flow"
+            if not str(component.get("index", "")).isdigit():
+                return "a button component needs its index (0..9) as a string"
+    return None

@@ -130,3 +130,54 @@ def wait_until(check: Callable[[], Any], *, within: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {within}s (last value: {value!r})")
         time.sleep(interval)
+
+
+def template_status_payload(
+    template: str, event: str, *, language: str = "en_US", reason: str = "NONE", at: int | None = None
+) -> dict[str, Any]:
+    """A `message_template_status_update` notification (Meta sends the time and template id as numbers)."""
+    payload = fixture(
+        "template_status_update",
+        TEMPLATE=template,
+        LANGUAGE=language,
+        EVENT=event,
+        REASON=reason,
+        CATEGORY="UTILITY",
+        TEMPLATE_ID="806312974732579",
+    )
+    entry = payload["entry"][0]
+    entry["time"] = at or int(time.time())
+    entry["changes"][0]["value"]["message_template_id"] = 806312974732579
+    return payload
+
+
+def template_quality_payload(
+    template: str, quality: str, previous: str = "GREEN", *, language: str = "en_US", at: int | None = None
+) -> dict[str, Any]:
+    payload = fixture(
+        "template_quality_update",
+        TEMPLATE=template,
+        LANGUAGE=language,
+        QUALITY=quality,
+        PREVIOUS=previous,
+        TEMPLATE_ID="806312974732579",
+    )
+    entry = payload["entry"][0]
+    entry["time"] = at or int(time.time())
+    entry["changes"][0]["value"]["message_template_id"] = 806312974732579
+    return payload
+
+
+def preferences_payload(wa_id: str, preference: str, *, at: int | None = None) -> dict[str, Any]:
+    """A `user_preferences` notification: the customer stopped (`stop`) or resumed (`resume`) marketing messages."""
+    detail = f"User requested to {preference} marketing messages"
+    payload = fixture("user_preferences", WA_ID=wa_id, PREFERENCE=preference, DETAIL=detail)
+    payload["entry"][0]["changes"][0]["value"]["user_preferences"][0]["timestamp"] = at or int(time.time())
+    return payload
+
+
+def button_payload(wa_id: str, text: str, payload: str, *, wamid: str | None = None) -> dict[str, Any]:
+    """A tap on a template's quick-reply button (`type: button`)."""
+    message = fixture("button", WA_ID=wa_id, WAMID=wamid or new_wamid())
+    message["entry"][0]["changes"][0]["value"]["messages"][0]["button"] = {"payload": payload, "text": text}
+    return message
