@@ -281,6 +281,7 @@ class MessageGateway:
         # A new conversation gets its id now, so its first turn runs under its lock like every other.
         cid = conversation_id or new_conversation_id()
         async with self._uow.conversation(cid) as work:
+            stored_id: int | None = None
             try:
                 async with work.transaction() as session:
                     conversation, bookkeeping = await self._load(session, conversation_id, user_id, cid, channel)
@@ -304,11 +305,24 @@ class MessageGateway:
                         turn_state=TurnState.pending if conversation.handoff_state is HandoffState.bot else None,
                         events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
                     )
+                    stored_id = message.id
                     resume_pending = bookkeeping.bot_sync is BotSync.resume
             except sa_exc.IntegrityError:
                 # The same channel message stored concurrently outside this conversation's lock
                 # (only possible for a new conversation): the other delivery owns it.
                 raise Conflict("this message is being handled by a concurrent request; retry it") from None
+            except DATABASE_ERRORS as exc:
+                if stored_id is None:
+                    raise
+                # The connection broke at the commit: PostgreSQL may have kept the message or not,
+                # and only a retry can tell. It gets the id, so a retry with its client_message_id
+                # answers that very message (or stores it, if the commit was lost).
+                log.error("message commit unconfirmed conversation_id=%s error=%s", cid, type(exc).__name__)
+                raise DatabaseUnavailable(
+                    "the database is unavailable; your message may have been saved, retry it to get the reply",
+                    conversation_id=cid,
+                    message_id=stored_id,
+                ) from exc
             reply = GatewayReply(
                 conversation_id=conversation.id,
                 user_id=user_id,
