@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from typing import Any
 
 import httpx
@@ -16,11 +17,14 @@ import pytest
 
 from connectors.whatsapp.media import BusinessPlace
 from conversation_api.conversations.models import Sender
-from tests.integration.test_whatsapp_templates import Desk, start_desk
+from tests.integration.test_whatsapp_templates import Desk, auth, start_desk
 from tests.integration.test_whatsapp_webhook import WA, _async, metric
-from tests.support.whatsapp import eventually, fixture, new_wa_id, new_wamid
+from tests.support.whatsapp import eventually, fixture, new_wa_id, new_wamid, text_payload
 
 PLACE = BusinessPlace.load()  # rasa_project/business/salon.yml, as the action server reads it
+
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 4 + b"\xff\xd9"
+PDF = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
 
 
 @pytest.fixture
@@ -161,3 +165,92 @@ async def test_with_a_human_media_is_stored_for_the_csr_without_a_reply_or_typin
     assert wamid in wa.graph.reads() and wamid not in [r.body["message_id"] for r in wa.graph.typing()]
     stored = await wa.messages(wa_id)
     assert stored[-1].id == row.message_id and stored[-1].payload["whatsapp"]["type"] == "audio"
+
+
+# --- staff see the media ----------------------------------------------------------------------------
+
+
+async def customer_sends(desk: Desk, name: str, content: bytes, mime: str, **changes: Any) -> tuple[str, str]:
+    """A customer sends `name` media the stand-in holds; (wa_id, wamid) once handled."""
+    media_id = str(uuid.uuid4().int % 10**16)
+    desk.wa.graph.add_media(media_id, content, mime)
+    wa_id, wamid = new_wa_id(), new_wamid()
+    await desk.wa.post(media_payload(name, wa_id, wamid, id=media_id, mime_type=mime, **changes))
+    await eventually(lambda: desk.wa.done(wamid))
+    return wa_id, wamid
+
+
+async def test_a_csr_sees_an_image_and_a_document_fetched_through_the_graph_media_endpoint(desk: Desk) -> None:
+    _, image = await customer_sends(desk, "image", JPEG, "image/jpeg", caption=None)
+    _, document = await customer_sends(desk, "document", PDF, "application/pdf")
+    before = len(desk.wa.graph.media_requests())
+
+    for role in ("csr", "admin"):
+        shown = await desk.admin(f"/api/v1/whatsapp/media/{image}", role=role)
+        assert shown.status_code == 200, shown.text
+        assert shown.content == JPEG
+        assert shown.headers["content-type"] == "image/jpeg"
+        assert shown.headers["content-disposition"] == "inline"
+        assert shown.headers["cache-control"] == "private, no-store"
+        assert shown.headers["x-content-type-options"] == "nosniff"
+
+    pdf = await desk.admin(f"/api/v1/whatsapp/media/{document}", role="csr")
+    assert (pdf.status_code, pdf.content) == (200, PDF)
+    assert pdf.headers["content-type"] == "application/pdf"
+    # A PDF (like SVG or HTML) could run as a page of ours: it comes as an attachment, sandboxed.
+    assert pdf.headers["content-disposition"] == 'attachment; filename="invoice-0042.pdf"'
+    assert "sandbox" in pdf.headers["content-security-policy"]
+
+    # Fetched now, each time, from Meta's media endpoint then its URL, with the token; neither leaks.
+    fetched = desk.wa.graph.media_requests()[before:]
+    assert len(fetched) == 6 and all(r.authorization == f"Bearer {desk.wa.graph.access_token}" for r in fetched)
+    for response in (shown, pdf):
+        exposed = str(response.headers).lower()
+        assert desk.wa.graph.access_token.lower() not in exposed and "media-download" not in exposed
+
+
+async def test_the_media_is_refused_without_a_token_to_a_client_and_for_a_message_without_media(
+    desk: Desk,
+) -> None:
+    wa_id, image = await customer_sends(desk, "image", JPEG, "image/jpeg")
+    before = len(desk.wa.graph.media_requests())
+    path = f"/api/v1/whatsapp/media/{image}"
+
+    missing = await desk.wa.http.get(path)
+    assert (missing.status_code, missing.json()["code"]) == (401, "not_authenticated")
+    forged = await desk.wa.http.get(path, headers={"Authorization": "Bearer not-a-token"})
+    assert forged.status_code == 401
+    for role in ("client", "designer"):
+        refused = await desk.admin(path, role=role)
+        assert (refused.status_code, refused.json()["code"]) == (403, "forbidden")
+    owner = await desk.wa.http.get(path, headers=auth(desk.token(f"whatsapp:{wa_id}", "client")))
+    assert owner.status_code == 403
+    assert len(desk.wa.graph.media_requests()) == before  # nothing asked of Meta
+
+    text_wamid = new_wamid()
+    await desk.wa.post(text_payload(new_wa_id(), "hello", wamid=text_wamid))
+    await eventually(lambda: desk.wa.done(text_wamid))
+    for unknown in (text_wamid, "wamid.NOSUCH"):
+        nothing = await desk.admin(f"/api/v1/whatsapp/media/{unknown}", role="csr")
+        assert (nothing.status_code, nothing.json()["code"]) == (404, "media_not_found")
+
+
+async def test_media_meta_no_longer_has_is_a_clear_502(desk: Desk) -> None:
+    _, gone = await customer_sends(desk, "image", JPEG, "image/jpeg")
+    row = await desk.wa.inbound(gone)
+    del desk.wa.graph.media[row.media_id]  # Meta keeps a customer's media for 7 days
+    expired = await desk.admin(f"/api/v1/whatsapp/media/{gone}", role="csr")
+    assert (expired.status_code, expired.json()["code"]) == (502, "media_unavailable")
+
+
+async def test_media_over_the_cap_is_refused_before_a_byte_is_downloaded(
+    db_settings, fake_graph, token, tmp_path
+) -> None:
+    async for desk in start_desk(db_settings, fake_graph, token, tmp_path, whatsapp_media_max_bytes=len(JPEG) - 1):
+        _, big = await customer_sends(desk, "image", JPEG, "image/jpeg")
+        before = len(fake_graph.media_requests())
+        refused = await desk.admin(f"/api/v1/whatsapp/media/{big}", role="csr")
+        assert (refused.status_code, refused.json()["code"]) == (502, "media_too_large")
+        assert "WHATSAPP_MEDIA_MAX_BYTES" in refused.json()["detail"]
+        fetched = fake_graph.media_requests()[before:]
+        assert [r.path.startswith("/media-download") for r in fetched] == [False]  # only GET /{media-id}
