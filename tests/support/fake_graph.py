@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.processes import free_port
@@ -98,6 +98,8 @@ class FakeGraph:
     templates: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
     # Customers who stopped marketing messages from this business (a marketing template gets 131050).
     stopped_marketing: set[str] = field(default_factory=set)
+    # False: media answered without `file_size` and downloaded chunked, without a Content-Length.
+    announce_media_sizes: bool = True
     _wamids: dict[str, dict[str, Any]] = field(default_factory=dict)  # wamid -> the body it was assigned to
 
     def __post_init__(self) -> None:
@@ -296,16 +298,17 @@ class FakeGraph:
         if media_id not in self.media:
             return self._error(100, "media not found")
         content, mime = self.media[media_id]
-        return JSONResponse(
-            {
-                "messaging_product": "whatsapp",
-                "url": f"{self.base_url}/media-download/{media_id}",
-                "mime_type": mime,
-                "sha256": "0" * 64,
-                "file_size": len(content),
-                "id": media_id,
-            }
-        )
+        info: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "url": f"{self.base_url}/media-download/{media_id}",
+            "mime_type": mime,
+            "sha256": "0" * 64,
+            "file_size": len(content),
+            "id": media_id,
+        }
+        if not self.announce_media_sizes:
+            del info["file_size"]
+        return JSONResponse(info)
 
     async def _download(self, request: Request) -> Response:
         self._record_get(request)
@@ -314,6 +317,13 @@ class FakeGraph:
         if request.path_params["media_id"] not in self.media:
             return Response(status_code=404)  # Meta: the URL expired or the media was deleted
         content, mime = self.media[request.path_params["media_id"]]
+        if not self.announce_media_sizes:
+
+            async def chunks() -> Any:
+                for start in range(0, len(content), 1024):
+                    yield content[start : start + 1024]
+
+            return StreamingResponse(chunks(), media_type=mime)
         return Response(content, media_type=mime)
 
 
