@@ -57,6 +57,7 @@ REPLIES = {
 # is served as an attachment, so user-supplied content never runs as a page of ours.
 INLINE_TYPES = re.compile(r"^(image/(jpeg|png|webp|gif)|audio/[\w.+-]+|video/[\w.+-]+)$")
 MIME = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,10 @@ def content_type_of(mime_type: str | None) -> str:
     if not mime_type:
         return "application/octet-stream"
     essence = mime_type.split(";", 1)[0].strip().lower()
-    return mime_type.strip() if MIME.match(essence) else "application/octet-stream"
+    if not MIME.match(essence):
+        return "application/octet-stream"
+    # Parameters (`codecs=opus`) are kept when they are plain printable text: nothing to break a header.
+    return mime_type.strip() if PRINTABLE.match(mime_type.strip()) else essence
 
 
 def disposition(mime_type: str | None, filename: str | None) -> str:
