@@ -228,12 +228,15 @@ class MessageGateway:
         external_id: str,
         shown: StoredAs,
         replies: Sequence[StoredAs] = (),
+        replies_only_with_bot: bool = False,
     ) -> int:
         """Store a customer message that is not a turn for the bot (a reaction, a type it cannot read,
         a keyword the channel answers itself), with the channel's own `replies` to it (sender `bot`).
 
         Idempotent by the channel's `external_id`; returns the stored message's id. The replies are
         stored with the message, once, and `replies(message_id=...)` returns them for delivery.
+        `replies_only_with_bot`: store them only while the bot has the conversation (a reply in the
+        bot's place, such as to a voice note); with a human, the message alone waits for them.
         """
         async with self._uow.conversation(conversation_id) as work, work.transaction() as session:
             existing = await service.find_external(session=session, channel=channel, external_id=external_id)
@@ -249,7 +252,7 @@ class MessageGateway:
                 external_id=external_id,
                 events=lambda stored: [turns.user_message_event(conversation=conversation, message=stored)],
             )
-            if replies:
+            if replies and (not replies_only_with_bot or conversation.handoff_state is HandoffState.bot):
                 await service.add_bot_turn(
                     session=session,
                     conversation=conversation,

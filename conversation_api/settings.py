@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     whatsapp_max_attempts: int = Field(
         default=8, ge=1, description="Failed attempts (not bot outages) before a queued message is dead."
     )
+    # Media (docs/whatsapp.md#media): staff view it through the connector, capped; the reply to a shared
+    # location gives the business's address from the business file the action server reads.
+    whatsapp_media_max_bytes: int = Field(
+        default=16 * 1024 * 1024, gt=0, description="Largest media streamed to the console (bytes)."
+    )
+    business_data_dir: str | None = Field(
+        default=None, description="Folder of salon.yml (default rasa_project/business), as BUSINESS_DATA_DIR."
+    )
     # Templates and consent (docs/whatsapp.md#templates-and-the-24-hour-window, #consent).
     whatsapp_templates_file: str | None = Field(
         default=None,
@@ -205,6 +213,7 @@ class Settings(BaseSettings):
         "jwt_public_key",
         "database_schema",
         "whatsapp_templates_file",
+        "business_data_dir",
         *WHATSAPP_SECRETS,
         mode="before",
     )

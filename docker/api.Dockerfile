@@ -14,6 +14,8 @@ COPY connectors connectors
 COPY domain.yml ./
 COPY rasa_project/data rasa_project/data
 COPY tests/nlu tests/nlu
+# The business file: the WhatsApp connector answers a shared location with its address.
+COPY rasa_project/business rasa_project/business
 RUN useradd --system --uid 10001 reviewbot
 USER reviewbot
 EXPOSE 8000

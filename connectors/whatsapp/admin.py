@@ -3,6 +3,7 @@
 
     GET /api/v1/whatsapp/templates         the registry, each template's status and quality, recent events
     GET /api/v1/whatsapp/consent/{wa_id}   opted out or not, since when, and every change (when, how)
+    GET /api/v1/whatsapp/media/{wamid}     a customer's picture, voice note, document… (CSRs and admins)
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from connectors.whatsapp import graph as graph_api
+from connectors.whatsapp import metrics
 from connectors.whatsapp.consent import consent_of, ledger
-from connectors.whatsapp.models import WhatsAppTemplateEvent
+from connectors.whatsapp.errors import MediaNotFound, MediaTooLarge, MediaUnavailable
+from connectors.whatsapp.media import content_type_of, disposition
+from connectors.whatsapp.models import WhatsAppInbound, WhatsAppTemplateEvent
 from connectors.whatsapp.outbound import template_statuses
 from connectors.whatsapp.store import user_id_for
 from connectors.whatsapp.webhook import ConnectorDep
@@ -181,3 +187,59 @@ async def consent(
             for e in await ledger(session=session, wa_id=wa_id)
         ],
     )
+
+
+MEDIA_ERRORS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The media's bytes, with its type.", "content": {"application/octet-stream": {}}},
+    **ERRORS,
+    404: {"description": "No WhatsApp message with that wamid, or one without media."},
+    502: {"description": "`media_unavailable` (Meta no longer has it, e.g. after 7 days) or `media_too_large`."},
+}
+
+
+@router.get("/media/{wamid}", response_class=StreamingResponse, responses=MEDIA_ERRORS)
+async def media(
+    wamid: Annotated[str, Path(pattern=r"^[A-Za-z0-9._=+-]{1,256}$", description="The customer message's wamid.")],
+    principal: Annotated[Principal, Depends(staff_only)],
+    connector: ConnectorDep,
+) -> StreamingResponse:
+    """A customer's media, fetched from the Graph API's media endpoint now and streamed on.
+
+    The browser never sees Meta's URL or our access token; the bytes are not stored. Types a
+    browser could run as a page of ours (SVG, HTML, PDF…) come as attachments.
+    """
+    # A short session: the database connection is not held while the bytes stream.
+    async with connector.sessions() as session:
+        row = await session.scalar(select(WhatsAppInbound).where(WhatsAppInbound.wamid == wamid))
+    if row is None or not row.media_id:
+        metrics.MEDIA_DOWNLOADS.labels(result="not_found").inc()
+        raise MediaNotFound("no WhatsApp message with media has this wamid")
+    try:
+        download = await connector.graph.open_media(row.media_id, max_bytes=connector.media_max_bytes)
+    except graph_api.MediaTooLarge as exc:
+        metrics.MEDIA_DOWNLOADS.labels(result="too_large").inc()
+        raise MediaTooLarge(f"{exc.reason} (WHATSAPP_MEDIA_MAX_BYTES)") from exc
+    except graph_api.GraphError as exc:
+        metrics.MEDIA_DOWNLOADS.labels(result="graph_error").inc()
+        raise MediaUnavailable(f"the Graph API did not hand the media over: {exc.reason}", graph_code=exc.code) from exc
+    metrics.MEDIA_DOWNLOADS.labels(result="ok").inc()
+    content = row.raw.get(row.type) if isinstance(row.raw, dict) else None
+    filename = content.get("filename") if isinstance(content, dict) else None
+    mime = content_type_of(row.mime_type or download.content_type)
+    headers = {
+        "Content-Disposition": disposition(mime, filename),
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
+    if download.content_length is not None:
+        headers["Content-Length"] = str(download.content_length)
+
+    async def body() -> Any:
+        try:
+            async for chunk in download.chunks():
+                yield chunk
+        finally:
+            await download.aclose()
+
+    return StreamingResponse(body(), media_type=mime, headers=headers)

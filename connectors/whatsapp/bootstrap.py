@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from connectors.whatsapp import metrics
 from connectors.whatsapp.consent import Keywords
 from connectors.whatsapp.graph import GraphClient
+from connectors.whatsapp.media import BusinessPlace, MediaReplies
 from connectors.whatsapp.numbers import PhoneNumbers, keep_served
 from connectors.whatsapp.outbound import WhatsAppChannel
 from connectors.whatsapp.payloads import Notification
@@ -33,6 +34,7 @@ class WhatsAppConnector:
     channel: WhatsAppChannel
     worker: InboundWorker
     numbers: PhoneNumbers
+    media_max_bytes: int = 16 * 1024 * 1024
 
     async def accept(self, notification: Notification) -> StoreResult:
         """Durably store one webhook notification (one transaction) and wake the worker.
@@ -90,6 +92,8 @@ def build_whatsapp(
     )
     log.info("whatsapp templates loaded count=%d file=%s", len(templates), settings.whatsapp_templates_file)
     keywords = Keywords.of(*settings.whatsapp_keywords)
+    # A business file without an address stops the start-up here (a location could not be answered).
+    place = BusinessPlace.load(settings.business_data_dir)
     graph = GraphClient(
         base_url=settings.whatsapp_graph_url,
         phone_number_id=numbers.default,
@@ -120,6 +124,7 @@ def build_whatsapp(
         keywords=keywords,
         opt_out_reply=settings.whatsapp_opt_out_reply,
         opt_in_reply=settings.whatsapp_opt_in_reply,
+        media_replies=MediaReplies(place),
     )
     return WhatsAppConnector(
         verify_token=settings.whatsapp_verify_token or "",
@@ -130,4 +135,5 @@ def build_whatsapp(
         channel=channel,
         worker=worker,
         numbers=numbers,
+        media_max_bytes=settings.whatsapp_media_max_bytes,
     )

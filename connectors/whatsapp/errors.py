@@ -41,3 +41,22 @@ class WhatsAppDeliveryError(ApiError):
 
     status_code = 503
     code = "whatsapp_unavailable"
+
+
+class MediaNotFound(ApiError):
+    status_code = 404
+    code = "media_not_found"
+
+
+class MediaUnavailable(ApiError):
+    """The Graph API would not hand the media over (expired after Meta's 7 days, deleted, an error)."""
+
+    status_code = 502
+    code = "media_unavailable"
+
+
+class MediaTooLarge(ApiError):
+    """Over WHATSAPP_MEDIA_MAX_BYTES: not streamed to the console."""
+
+    status_code = 502
+    code = "media_too_large"

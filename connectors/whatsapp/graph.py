@@ -9,6 +9,7 @@ the 24-hour window, undeliverable, not allowed, expired token) raise at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,36 @@ class MediaInfo:
     mime_type: str | None
     sha256: str | None
     file_size: int | None
+
+
+class MediaTooLarge(GraphError):
+    """The media is bigger than the caller's cap (announced by Meta, or found while streaming)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, retryable=False)
+
+
+@dataclass(slots=True)
+class MediaDownload:
+    """An open download of one media object: read `chunks()` once, then `aclose()` (always)."""
+
+    info: MediaInfo
+    content_type: str | None
+    content_length: int | None
+    _response: httpx.Response
+    _max_bytes: int
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The bytes as they arrive; raises MediaTooLarge as soon as more than the cap has come."""
+        received = 0
+        async for chunk in self._response.aiter_bytes():
+            received += len(chunk)
+            if received > self._max_bytes:
+                raise MediaTooLarge(f"the media is over {self._max_bytes} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
@@ -211,11 +242,19 @@ class GraphClient:
         except (KeyError, IndexError, TypeError) as exc:
             raise GraphError("the Graph API accepted the message without a message id", retryable=False) from exc
 
-    async def mark_read(self, wamid: str, *, phone_number_id: str | None = None) -> None:
-        """Mark an inbound message as read (blue ticks), on the number it was sent to."""
+    async def mark_read(self, wamid: str, *, phone_number_id: str | None = None, typing: bool = False) -> None:
+        """Mark an inbound message as read (blue ticks), on the number it was sent to.
+
+        `typing` also shows the customer the typing indicator (Meta's documented
+        `"typing_indicator": {"type": "text"}` on the same request): it stays until our reply
+        arrives or 25 seconds pass, so only ask for it when a reply is coming.
+        """
         # Not a message, so not held back by the messages-per-second limiter.
         url = f"{self._base_url}/{phone_number_id or self.phone_number_id}/messages"
-        await self._call("POST", url, json={"messaging_product": "whatsapp", "status": "read", "message_id": wamid})
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": wamid}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        await self._call("POST", url, json=body)
 
     async def media_info(self, media_id: str) -> MediaInfo:
         """GET /{media-id}: the short-lived download URL and the media's type."""
@@ -233,6 +272,43 @@ class GraphClient:
         info = await self.media_info(media_id)
         response = await self._request("GET", info.url)
         return response.content, info.mime_type or response.headers.get("content-type")
+
+    async def open_media(self, media_id: str, *, max_bytes: int) -> MediaDownload:
+        """Start downloading a media object for streaming it on (`GET /{media-id}`, then the URL).
+
+        Refuses (MediaTooLarge) when Meta's `file_size` or the download's Content-Length is over
+        `max_bytes`; the stream itself stops at the cap too. The URL and the token stay here.
+        """
+        info = await self.media_info(media_id)
+        if info.file_size is not None and info.file_size > max_bytes:
+            raise MediaTooLarge(f"the media is {info.file_size} bytes, over the {max_bytes} allowed")
+        # The URL lives for minutes: one attempt now (the caller can ask again for a fresh URL).
+        try:
+            response = await self._client.send(self._client.build_request("GET", info.url), stream=True)
+        except httpx.TimeoutException as exc:
+            metrics.GRAPH_ERRORS.labels(code="timeout").inc()
+            raise GraphError("the media download did not answer in time", retryable=True) from exc
+        except httpx.TransportError as exc:
+            metrics.GRAPH_ERRORS.labels(code="transport").inc()
+            raise GraphError(f"the media download is unreachable ({type(exc).__name__})", retryable=True) from exc
+        if response.status_code >= 400:
+            await response.aread()
+            await response.aclose()
+            error = _error_of(response)
+            metrics.GRAPH_ERRORS.labels(code=str(error.code or f"http_{response.status_code}")).inc()
+            raise error
+        length = response.headers.get("content-length")
+        size = int(length) if length and length.isdigit() else None
+        if size is not None and size > max_bytes:
+            await response.aclose()
+            raise MediaTooLarge(f"the media is {size} bytes, over the {max_bytes} allowed")
+        return MediaDownload(
+            info=info,
+            content_type=info.mime_type or response.headers.get("content-type"),
+            content_length=size,
+            _response=response,
+            _max_bytes=max_bytes,
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -73,3 +73,13 @@ TEMPLATE_UPDATES = Counter(
     "Template status and quality notifications from Meta, by kind and value (APPROVED, PAUSED, RED...).",
     ["kind", "value"],
 )
+MEDIA_MESSAGES = Counter(
+    "whatsapp_media_messages_total",
+    "Media and locations the connector answered in the bot's place, by type; answered=false: a human has it.",
+    ["type", "answered"],
+)
+MEDIA_DOWNLOADS = Counter(
+    "whatsapp_media_downloads_total",
+    "Media streamed to staff through the Graph API, by result (ok, not_found, too_large, graph_error).",
+    ["result"],
+)

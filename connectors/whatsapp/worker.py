@@ -32,6 +32,7 @@ from connectors.whatsapp.consent import Keywords, Source
 from connectors.whatsapp.consent import record as record_consent
 from connectors.whatsapp.errors import WhatsAppDeliveryError
 from connectors.whatsapp.graph import GraphClient, GraphError
+from connectors.whatsapp.media import BusinessPlace, MediaReplies
 from connectors.whatsapp.models import (
     ConsentScope,
     InboundState,
@@ -42,7 +43,7 @@ from connectors.whatsapp.models import (
 )
 from connectors.whatsapp.outbound import WhatsAppChannel, as_utc
 from connectors.whatsapp.store import upsert_contact, user_id_for
-from conversation_api.conversations.models import Channel, Conversation
+from conversation_api.conversations.models import Channel, Conversation, HandoffState
 from conversation_api.db import utcnow
 from conversation_api.errors import BotUnavailableError
 from conversation_api.gateway import MessageGateway, StoredAs
@@ -78,6 +79,7 @@ class InboundWorker:
         keywords: Keywords | None = None,
         opt_out_reply: str = "You're unsubscribed. Reply START to subscribe again.",
         opt_in_reply: str = "You're subscribed again. Reply STOP at any time to unsubscribe.",
+        media_replies: MediaReplies | None = None,
     ) -> None:
         self._sessions = sessions
         self._gateway = gateway
@@ -91,6 +93,9 @@ class InboundWorker:
         self._max_attempts = max_attempts
         self._keywords = keywords or Keywords.of([], [])
         self._consent_replies = {"opt_out": opt_out_reply, "opt_in": opt_in_reply}
+        self._media = media_replies or MediaReplies(BusinessPlace.load())
+        # Each message's read receipt (with the typing indicator) in flight: replies wait for it.
+        self._receipts: dict[int, asyncio.Task[None]] = {}
         self._wakeup = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
         self._busy = 0
@@ -274,8 +279,12 @@ class InboundWorker:
             log.exception("whatsapp message not processed wamid=%s", row.wamid)
             return
         cid = conversation.id
-        # Blue ticks while the bot thinks: the read receipt runs alongside the bot round trip.
-        receipt = asyncio.create_task(self._mark_read(row, cid)) if row.attempts <= 1 else None
+        # Blue ticks and "typing…" while the bot thinks: the read receipt runs alongside the bot round
+        # trip, and the replies wait for it, so the indicator never outlives them.
+        receipt = None
+        if row.attempts <= 1:
+            receipt = asyncio.create_task(self._mark_read(row, cid, typing=self._will_answer(row, conversation)))
+            self._receipts[row.id] = receipt
         try:
             message_id = await self._handle(row, conversation)
         except BotUnavailableError as exc:
@@ -294,6 +303,7 @@ class InboundWorker:
             return
         finally:
             if receipt is not None:
+                self._receipts.pop(row.id, None)
                 await receipt
         await self._finish(row, cid, message_id)
 
@@ -313,9 +323,20 @@ class InboundWorker:
                 log.info("conversation started conversation_id=%s wa_id=%s", conversation.id, row.wa_id)
             return conversation
 
-    async def _mark_read(self, row: WhatsAppInbound, conversation_id: str) -> None:
+    def _will_answer(self, row: WhatsAppInbound, conversation: Conversation) -> bool:
+        """Whether a reply is coming (Meta: show the typing indicator only then)."""
+        if row.bot_text is None:
+            return False  # stored without a turn: reactions, unsupported types
+        if row.type in KEYWORD_TYPES and self._keywords.action_of(row.bot_text) is not None:
+            return True  # the connector confirms STOP / START in any handoff state
+        # As the conversation stood when claimed: a handoff meanwhile only leaves a dot for 25 s.
+        return conversation.handoff_state is HandoffState.bot
+
+    async def _mark_read(self, row: WhatsAppInbound, conversation_id: str, *, typing: bool = False) -> None:
         try:
-            await self._graph.mark_read(row.wamid, phone_number_id=self._channel.sender_for(row.phone_number_id))
+            await self._graph.mark_read(
+                row.wamid, phone_number_id=self._channel.sender_for(row.phone_number_id), typing=typing
+            )
         except GraphError as exc:  # blue ticks are a courtesy; never hold the message back for them
             log.warning("mark-as-read failed conversation_id=%s wamid=%s reason=%s", conversation_id, row.wamid, exc)
 
@@ -336,6 +357,9 @@ class InboundWorker:
         action = self._keywords.action_of(row.bot_text) if row.type in KEYWORD_TYPES else None
         if action is not None:
             return await self._consent_keyword(row, conversation, action)
+        media_reply = self._media.reply_for(kind=row.type, content=_content(row))
+        if media_reply is not None:
+            return await self._answer_media(row, conversation, media_reply)
         # A repeat (a previous attempt crashed, or the bot was down) is idempotent by the wamid: the
         # gateway answers it from the store, or sends that same stored message to the bot again.
         reply = await self._gateway.handle(
@@ -387,6 +411,32 @@ class InboundWorker:
         await self._deliver_replies(row, conversation, message_id)
         return message_id
 
+    async def _answer_media(self, row: WhatsAppInbound, conversation: Conversation, reply: str) -> int:
+        """A voice note, a picture without a caption, a location…: stored, and answered once by the
+        connector in the bot's place (connectors/whatsapp/media.py) — unless a human has the
+        conversation, who sees it in the console. Idempotent by the wamid, as every step here.
+        """
+        message_id = await self._gateway.record(
+            user_id=conversation.user_id,
+            conversation_id=conversation.id,
+            channel=Channel.whatsapp.value,
+            external_id=row.wamid,
+            shown=StoredAs(text=row.text, payload=_payload(row)),
+            replies=[StoredAs(text=reply, payload={"media_reply": row.type})],
+            replies_only_with_bot=True,
+        )
+        replies = await self._gateway.replies(message_id=message_id)
+        metrics.MEDIA_MESSAGES.labels(type=row.type, answered="true" if replies else "false").inc()
+        log.info(
+            "media answered by the connector conversation_id=%s wamid=%s type=%s replied=%s",
+            conversation.id,
+            row.wamid,
+            row.type,
+            bool(replies),
+        )
+        await self._deliver_replies(row, conversation, message_id)
+        return message_id
+
     async def _deliver_replies(self, row: WhatsAppInbound, conversation: Conversation, message_id: int) -> None:
         """Send the turn's bot replies the Graph API has not accepted (or refused for good) yet, in order.
 
@@ -394,6 +444,9 @@ class InboundWorker:
         inbound row is retried later and sends what is pending from where it stopped.
         """
         bot_replies = await self._gateway.replies(message_id=message_id)
+        receipt = self._receipts.get(row.id)
+        if receipt is not None and bot_replies:
+            await asyncio.shield(receipt)  # the typing indicator first, then what it announced
         async with self._sessions() as session:
             sent_before: dict[int | None, list[WhatsAppOutbound]] = defaultdict(list)
             for request in await session.scalars(
@@ -511,12 +564,23 @@ def _dead(wamid: str, conversation_id: str | None, failed: int, error: str, *, r
     )
 
 
+def _content(row: WhatsAppInbound) -> dict[str, Any]:
+    """The message's type-named object (`image`, `location`…) as Meta sent it."""
+    content = (row.raw or {}).get(row.type)
+    return content if isinstance(content, dict) else {}
+
+
 def _payload(row: WhatsAppInbound) -> dict[str, Any]:
     whatsapp: dict[str, Any] = {"type": row.type, "wamid": row.wamid}
     if row.bot_text is not None and row.bot_text != row.text:
         whatsapp["bot_text"] = row.bot_text
     if row.media_id:
         whatsapp.update(media_id=row.media_id, mime_type=row.mime_type)
+        content = _content(row)
+        if content.get("filename"):
+            whatsapp["filename"] = str(content["filename"])
+        if content.get("voice"):
+            whatsapp["voice"] = True
     if row.type in ("location", "contacts", "reaction", "interactive", "button", "unsupported"):
         whatsapp["content"] = row.raw.get(row.type) if row.type != "unsupported" else row.raw.get("errors")
     return {"whatsapp": whatsapp}

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connectors.whatsapp.graph import GraphClient, GraphError, build_messages
+from connectors.whatsapp.graph import GraphClient, GraphError, MediaTooLarge, build_messages
 from tests.support.fake_graph import ACCESS_TOKEN, PHONE_NUMBER_ID, FakeGraph
 
 
@@ -111,3 +111,50 @@ async def test_media_is_fetched_through_the_media_url(client: GraphClient, fake_
     assert (info.mime_type, info.file_size) == ("image/jpeg", 14)
     content, mime = await client.download_media("1003383421387256")
     assert (content, mime) == (b"\xff\xd8\xff jpeg bytes", "image/jpeg")
+
+
+async def test_the_typing_indicator_rides_on_the_read_receipt(client: GraphClient, fake_graph: FakeGraph) -> None:
+    await client.mark_read("wamid.QUIET", phone_number_id=PHONE_NUMBER_ID)
+    await client.mark_read("wamid.ANSWERED", phone_number_id=PHONE_NUMBER_ID, typing=True)
+    assert fake_graph.reads() == ["wamid.QUIET", "wamid.ANSWERED"]
+    [typing] = fake_graph.typing()
+    assert typing.answer == 200 and typing.path == f"/v25.0/{PHONE_NUMBER_ID}/messages"
+    assert typing.body == {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.ANSWERED",
+        "typing_indicator": {"type": "text"},
+    }
+
+
+async def test_media_streams_whole_under_the_cap_and_is_refused_over_it(
+    client: GraphClient, fake_graph: FakeGraph
+) -> None:
+    content = bytes(range(256)) * 40  # 10 KiB
+    fake_graph.add_media("555", content, "audio/ogg; codecs=opus")
+    download = await client.open_media("555", max_bytes=len(content))
+    try:
+        assert (download.content_type, download.content_length) == ("audio/ogg; codecs=opus", len(content))
+        assert b"".join([chunk async for chunk in download.chunks()]) == content
+    finally:
+        await download.aclose()
+
+    with pytest.raises(MediaTooLarge, match="10240 bytes"):  # Meta's file_size says so: nothing downloaded
+        await client.open_media("555", max_bytes=len(content) - 1)
+    assert [r.path for r in fake_graph.media_requests()][-1] == "/v25.0/555"
+
+    # Meta announced no size and the download has no Content-Length: the stream stops at the cap.
+    fake_graph.announce_media_sizes = False
+    download = await client.open_media("555", max_bytes=4096)
+    received = 0
+    try:
+        with pytest.raises(MediaTooLarge):
+            async for chunk in download.chunks():
+                received += len(chunk)
+    finally:
+        await download.aclose()
+    assert received <= 4096
+
+    with pytest.raises(GraphError) as unknown:
+        await client.open_media("no-such-media", max_bytes=4096)
+    assert unknown.value.code == 100 and not unknown.value.retryable

@@ -1,8 +1,8 @@
 """A local stand-in for Meta's Graph API (we cannot reach the real one from tests).
 
 A real HTTP server (Starlette on uvicorn, in a thread) that speaks the documented
-protocol: `POST /{version}/{phone-number-id}/messages` (send and mark-as-read),
-`GET /{version}/{media-id}` and the media download. It checks the bearer token
+protocol: `POST /{version}/{phone-number-id}/messages` (send, mark-as-read and the
+typing indicator), `GET /{version}/{media-id}` and the authenticated media download. It checks the bearer token
 and the documented limits of each message, records every request, and can be
 told to answer the next requests with any Graph error code or a timeout.
 """
@@ -23,7 +23,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support.processes import free_port
@@ -75,6 +75,10 @@ class Recorded:
     def is_read_receipt(self) -> bool:
         return bool(self.body and self.body.get("status") == "read")
 
+    @property
+    def is_typing(self) -> bool:
+        return self.is_read_receipt and bool(self.body and self.body.get("typing_indicator"))
+
 
 @dataclass
 class Scripted:
@@ -94,6 +98,8 @@ class FakeGraph:
     templates: dict[tuple[str, str], tuple[str, int, int]] = field(default_factory=dict)
     # Customers who stopped marketing messages from this business (a marketing template gets 131050).
     stopped_marketing: set[str] = field(default_factory=set)
+    # False: media answered without `file_size` and downloaded chunked, without a Content-Length.
+    announce_media_sizes: bool = True
     _wamids: dict[str, dict[str, Any]] = field(default_factory=dict)  # wamid -> the body it was assigned to
 
     def __post_init__(self) -> None:
@@ -174,6 +180,20 @@ class FakeGraph:
     def reads(self) -> list[str]:
         with self._lock:
             return [r.body["message_id"] for r in self.requests if r.body and r.is_read_receipt]
+
+    def typing(self) -> list[Recorded]:
+        """Read receipts that showed the typing indicator, oldest first."""
+        with self._lock:
+            return [r for r in self.requests if r.is_typing]
+
+    def add_media(self, media_id: str, content: bytes, mime_type: str) -> None:
+        """Media a customer sent: `GET /{media-id}` answers its URL, the URL its bytes (with the token)."""
+        self.media[media_id] = (content, mime_type)
+
+    def media_requests(self) -> list[Recorded]:
+        """`GET /{media-id}` and download requests, oldest first."""
+        with self._lock:
+            return [r for r in self.requests if r.method == "GET"]
 
     def attempts(self, to: str) -> list[Recorded]:
         with self._lock:
@@ -265,28 +285,45 @@ class FakeGraph:
             return 131050, "the recipient stopped marketing messages"
         return None
 
+    def _record_get(self, request: Request) -> None:
+        record = Recorded("GET", request.url.path, None, request.headers.get("authorization"), time.monotonic())
+        with self._lock:
+            self.requests.append(record)
+
     async def _media_info(self, request: Request) -> Response:
+        self._record_get(request)
         if not self._authorised(request):
             return self._error(190)
         media_id = request.path_params["media_id"]
         if media_id not in self.media:
             return self._error(100, "media not found")
         content, mime = self.media[media_id]
-        return JSONResponse(
-            {
-                "messaging_product": "whatsapp",
-                "url": f"{self.base_url}/media-download/{media_id}",
-                "mime_type": mime,
-                "sha256": "0" * 64,
-                "file_size": len(content),
-                "id": media_id,
-            }
-        )
+        info: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "url": f"{self.base_url}/media-download/{media_id}",
+            "mime_type": mime,
+            "sha256": "0" * 64,
+            "file_size": len(content),
+            "id": media_id,
+        }
+        if not self.announce_media_sizes:
+            del info["file_size"]
+        return JSONResponse(info)
 
     async def _download(self, request: Request) -> Response:
+        self._record_get(request)
         if not self._authorised(request):
             return Response(status_code=401)
+        if request.path_params["media_id"] not in self.media:
+            return Response(status_code=404)  # Meta: the URL expired or the media was deleted
         content, mime = self.media[request.path_params["media_id"]]
+        if not self.announce_media_sizes:
+
+            async def chunks() -> Any:
+                for start in range(0, len(content), 1024):
+                    yield content[start : start + 1024]
+
+            return StreamingResponse(chunks(), media_type=mime)
         return Response(content, media_type=mime)
 
 
@@ -295,7 +332,12 @@ def validate_message(body: Any) -> str | None:
     if not isinstance(body, dict) or body.get("messaging_product") != "whatsapp":
         return "messaging_product must be whatsapp"
     if body.get("status") == "read":
-        return None if isinstance(body.get("message_id"), str) else "message_id is required"
+        if not isinstance(body.get("message_id"), str):
+            return "message_id is required"
+        typing = body.get("typing_indicator")
+        if typing is not None and typing != {"type": "text"}:
+            return 'typing_indicator must be {"type": "text"}'
+        return None
     if not body.get("to"):
         return "to is required"
     kind = body.get("type")
