@@ -14,6 +14,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.business import Business
 from actions.common import (
+    answered_appointment,
     call,
     channel,
     clean_name,
@@ -231,7 +232,12 @@ class ValidateRescheduleForm(_AppointmentSlots):
 
 
 def _choose(appointments: List[Appointment], biz: Business, tracker: Tracker) -> Appointment:
-    """The appointment the customer means: the one with the service they named, else the soonest."""
+    """The appointment the customer means: the one a reminder they answered was about, the one with
+    the service they named, else the soonest."""
+    answered = answered_appointment(tracker)
+    for appointment in appointments if answered else []:
+        if appointment.id == answered:
+            return appointment
     named = biz.service(latest_entity(tracker, "service") or "")
     if named:
         for appointment in appointments:
