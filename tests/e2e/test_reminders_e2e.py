@@ -248,3 +248,21 @@ async def test_a_booking_gets_one_reminder_at_its_time_and_its_buttons_reach_tha
     )
     [(manicure_at,)] = rows(stack_settings, "SELECT start_at FROM biz_appointments WHERE id = %s", booked["manicure"])
     assert manicure_at.replace(tzinfo=UTC) == datetime.combine(first_day, time(10), tzinfo=TZ)  # untouched
+
+    # Confirm, then Cancel, on the manicure's reminder.
+    [(manicure_message,)] = rows(
+        stack_settings, "SELECT message_id FROM appointment_reminder WHERE appointment_id = %s", booked["manicure"]
+    )
+    [(manicure_wamid,)] = rows(
+        stack_settings, "SELECT wamid FROM whatsapp_outbound WHERE message_id = %s", manicure_message
+    )
+    await asyncio.to_thread(maria.press, "Confirm", "/affirm", on=manicure_wamid)
+    assert rows(
+        stack_settings, "SELECT response FROM appointment_reminder WHERE appointment_id = %s", booked["manicure"]
+    ) == [("confirmed",)]
+    ask = await asyncio.to_thread(maria.press, "Cancel", "/cancel_appointment", on=manicure_wamid)
+    assert "Cancel your manicure" in ask and booked["manicure"] in ask, ask
+    assert "is cancelled" in await asyncio.to_thread(maria.say, "yes")
+    assert rows(stack_settings, "SELECT status FROM biz_appointments WHERE id = %s", booked["manicure"]) == [
+        ("cancelled",)
+    ]
