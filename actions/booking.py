@@ -312,8 +312,10 @@ class ActionBookAppointment(_BookingAction):
             return RESET_BOOKING + [workflow_event("appointment.booked", "booking", False, reason=exc.reason)]
         # The appointment is booked; saving the contact details is a bonus, never a reason to fail.
         updates = {"name": tracker.get_slot("person_name"), "phone": tracker.get_slot("phone_number")}
+        name = updates["name"]
         try:
-            await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
+            customer = await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
+            name = name or customer.name
             if any(updates.values()):
                 await call(self.crm.update, customer_id=user,
                            idempotency_key=idempotency_key(tracker, f"{self.name()}.contact"), **updates)
@@ -326,7 +328,7 @@ class ActionBookAppointment(_BookingAction):
             SlotSet("appointment_id", None), SlotSet("person_name", None), SlotSet("phone_number", None),
             workflow_event("appointment.booked", "booking", True, appointment_id=appointment.id,
                            service=appointment.service, start=appointment.start.isoformat(),
-                           staff=appointment.staff),
+                           staff=appointment.staff, customer_name=name),
         ]
 
 

@@ -36,6 +36,7 @@ class AppointmentReminder(Base):
     user_id: Mapped[str] = mapped_column(String(255), nullable=False)
     service: Mapped[str | None] = mapped_column(String(100))
     staff: Mapped[str | None] = mapped_column(String(100))
+    customer_name: Mapped[str | None] = mapped_column(String(255))  # as the booking knew it
     starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=ReminderState.scheduled.value)

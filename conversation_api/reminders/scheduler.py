@@ -255,6 +255,8 @@ class ReminderScheduler:
         """The template's parameters, from what the schedule knows of the appointment."""
         local = as_utc(row.starts_at).astimezone(self._policy.tz)
         known = {
+            # A booking without a name (the CRM had none) still reads well: "Hi there, ...".
+            "customer_name": row.customer_name or "there",
             "service": row.service or "appointment",
             "date": f"{local:%A} {local.day} {local:%B}",
             "time": f"{local:%H:%M}",

@@ -147,6 +147,7 @@ async def apply_outcomes(
             continue
         row.service = str(outcome.data.get("service") or row.service or "") or None
         row.staff = str(outcome.data.get("staff") or row.staff or "") or None
+        row.customer_name = str(outcome.data.get("customer_name") or row.customer_name or "") or None
         row.starts_at = starts_at.astimezone(UTC)
         row.due_at = (due or now).astimezone(UTC)
         row.state = ReminderState.scheduled.value if due else ReminderState.skipped.value

@@ -270,6 +270,26 @@ async def test_cancel_asks_first_then_cancels(booking, crm, business, dispatcher
     )
 
 
+async def test_cancel_from_a_reminder_asks_about_the_reminded_appointment(booking, crm, business, dispatcher, open_day):
+    booking.book(customer_id="user-1", service="massage", start=at(business, open_day, 11))
+    later = booking.book(customer_id="user-1", service="haircut", start=at(business, open_day + timedelta(days=1), 10))
+    tracker = make_tracker("/cancel_appointment", "cancel_appointment")
+    tracker.latest_message["metadata"]["appointment_id"] = later.id  # the API: a button pressed on its reminder
+    events = await ActionAskCancelAppointment(booking=booking, crm=crm, business=business).run(dispatcher, tracker, {})
+    assert slot_events(events)["appointment_id"] == later.id
+    assert "haircut" in texts(dispatcher)
+
+
+async def test_a_booking_reports_the_customer_s_name_for_its_reminder(booking, crm, business, dispatcher, open_day):
+    crm.get_or_create(customer_id="user-1")
+    crm.update(customer_id="user-1", name="Maria Lopez")
+    action = ActionBookAppointment(booking=booking, crm=crm, business=business)
+    events = await action.run(
+        dispatcher, make_tracker(slots={"service": "haircut", "date": open_day.isoformat(), "time": "15:00"}), {}
+    )
+    assert workflow(events)["data"]["customer_name"] == "Maria Lopez"
+
+
 async def test_cancel_with_nothing_booked(booking, crm, business, dispatcher):
     events = await ActionAskCancelAppointment(booking=booking, crm=crm, business=business).run(
         dispatcher, make_tracker("cancel my appointment", "cancel_appointment"), {}
