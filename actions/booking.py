@@ -342,6 +342,32 @@ class ActionBookingDeclined(_BookingAction):
         return RESET_BOOKING
 
 
+class ActionAcknowledgeYes(_BookingAction):
+    """A yes the bot did not ask for: Confirm on an appointment reminder thanks the customer for that
+    appointment; any other yes gets the usual "anything else?"."""
+
+    def name(self) -> Text:
+        return "action_acknowledge_yes"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        answered = answered_appointment(tracker)
+        appointment = None
+        if answered:
+            try:
+                appointment = next((a for a in await call(self.booking.upcoming, customer_id=customer_id(tracker))
+                                    if a.id == answered), None)
+            except ServiceError as exc:
+                log.error("could not list appointments: %s", exc)
+        if appointment is None:
+            dispatcher.utter_message(response="utter_anything_else")
+            return []
+        dispatcher.utter_message(
+            text=f"Thanks for confirming! Your {appointment.service} with {appointment.staff} is on "
+                 f"{when(appointment.start)}. See you then!")
+        return []
+
+
 class ActionCheckAvailability(_BookingAction):
     def name(self) -> Text:
         return "action_check_availability"

@@ -256,7 +256,8 @@ async def test_a_booking_gets_one_reminder_at_its_time_and_its_buttons_reach_tha
     [(manicure_wamid,)] = rows(
         stack_settings, "SELECT wamid FROM whatsapp_outbound WHERE message_id = %s", manicure_message
     )
-    await asyncio.to_thread(maria.press, "Confirm", "/affirm", on=manicure_wamid)
+    thanks = await asyncio.to_thread(maria.press, "Confirm", "/affirm", on=manicure_wamid)
+    assert thanks.startswith("Thanks for confirming! Your manicure") and "10:00" in thanks, thanks
     assert rows(
         stack_settings, "SELECT response FROM appointment_reminder WHERE appointment_id = %s", booked["manicure"]
     ) == [("confirmed",)]
