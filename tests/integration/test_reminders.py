@@ -20,6 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from connectors.whatsapp.store import upsert_contact
@@ -185,8 +186,10 @@ async def test_two_replicas_send_each_reminder_once_at_its_time(
     assert all(templates_to(graph, wa_id) == [] for wa_id in customers)
 
     clock.now = local(9, 11, 0, 1)
+    sent_before = counted("sent")
     tallies = await asyncio.gather(a.scheduler.run_once(), b.scheduler.run_once())
     assert sum(t.get("sent", 0) for t in tallies) == 8
+    assert counted("sent") - sent_before == 8
     clock.now = local(9, 11, 30)  # later passes find nothing left to send
     assert await a.scheduler.run_once() == {} and await b.scheduler.run_once() == {}
 
@@ -207,6 +210,42 @@ async def test_two_replicas_send_each_reminder_once_at_its_time(
             message = await session.get(Message, row.message_id)
         assert message is not None and message.text.startswith("Reminder: your haircut on Thursday 10 December")
         assert message.payload["reminder"] == {"id": row.id, "appointment_id": f"APT-two-{n}"}
+
+
+def counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("reviewbot_appointment_reminders_total", {"outcome": outcome}) or 0.0
+
+
+async def test_on_sqlite_two_schedulers_of_one_process_send_once(
+    sqlite_db_settings: Settings, graph: FakeGraph, templates_file: Path
+) -> None:
+    container = build_container(
+        whatsapp_settings(sqlite_db_settings, graph, whatsapp_templates_file=str(templates_file))
+    )
+    clock = Clock(local(8, 12))
+
+    def scheduler() -> ReminderScheduler:
+        return ReminderScheduler(
+            sessions=container.sessions,
+            uow=container.uow,
+            channels=container.channels,
+            policy=POLICY,
+            template="appointment_reminder",
+            clock=clock,
+        )
+
+    try:
+        first, second = scheduler(), scheduler()
+        wa_id = new_wa_id()
+        conversation = await customer(container, wa_id)
+        await outcome(container, conversation, "appointment.booked", "APT-lite", local(10, 11), now=clock.now)
+        clock.now = local(9, 11, 0, 1)
+        tallies = await asyncio.gather(first.run_once(), second.run_once())
+        assert sum(t.get("sent", 0) for t in tallies) == 1
+        assert len(templates_to(graph, wa_id)) == 1
+        assert (await reminder(container, "APT-lite")).state == "sent"
+    finally:
+        await container.aclose()
 
 
 async def test_quiet_hours_hold_reminders_until_they_end(
