@@ -271,19 +271,20 @@ class MessageGateway:
         """A customer pressed a button of the stored message `message_id`: if it was an appointment
         reminder, the appointment it was about (the bot's flow works on that one), and a Confirm
         (`/affirm`) is recorded; None otherwise."""
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:
             reminder = await reminders.reminder_of_message(session, message_id=message_id)
-            if reminder is None:
-                return None
-            if payload.strip().startswith("/affirm"):
+        if reminder is None:
+            return None
+        if payload.strip().startswith("/affirm"):
+            async with self._uow.conversation(reminder.conversation_id) as work, work.transaction() as session:
                 await reminders.record_confirmation(session, reminder_id=reminder.id, now=utcnow())
-            log.info(
-                "reminder answered conversation_id=%s appointment_id=%s payload=%s",
-                reminder.conversation_id,
-                reminder.appointment_id,
-                payload,
-            )
-            return reminder.appointment_id
+        log.info(
+            "reminder answered conversation_id=%s appointment_id=%s payload=%s",
+            reminder.conversation_id,
+            reminder.appointment_id,
+            payload,
+        )
+        return reminder.appointment_id
 
     async def replies(self, *, message_id: int) -> list[Message]:
         """The bot's stored replies to a customer message, in order (what a channel still has to deliver)."""
