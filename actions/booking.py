@@ -14,6 +14,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.business import Business
 from actions.common import (
+    answered_appointment,
     call,
     channel,
     clean_name,
@@ -231,7 +232,12 @@ class ValidateRescheduleForm(_AppointmentSlots):
 
 
 def _choose(appointments: List[Appointment], biz: Business, tracker: Tracker) -> Appointment:
-    """The appointment the customer means: the one with the service they named, else the soonest."""
+    """The appointment the customer means: the one a reminder they answered was about, the one with
+    the service they named, else the soonest."""
+    answered = answered_appointment(tracker)
+    for appointment in appointments if answered else []:
+        if appointment.id == answered:
+            return appointment
     named = biz.service(latest_entity(tracker, "service") or "")
     if named:
         for appointment in appointments:
@@ -306,8 +312,10 @@ class ActionBookAppointment(_BookingAction):
             return RESET_BOOKING + [workflow_event("appointment.booked", "booking", False, reason=exc.reason)]
         # The appointment is booked; saving the contact details is a bonus, never a reason to fail.
         updates = {"name": tracker.get_slot("person_name"), "phone": tracker.get_slot("phone_number")}
+        name = updates["name"]
         try:
-            await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
+            customer = await call(self.crm.get_or_create, customer_id=user, channel=channel(tracker))
+            name = name or customer.name
             if any(updates.values()):
                 await call(self.crm.update, customer_id=user,
                            idempotency_key=idempotency_key(tracker, f"{self.name()}.contact"), **updates)
@@ -320,7 +328,7 @@ class ActionBookAppointment(_BookingAction):
             SlotSet("appointment_id", None), SlotSet("person_name", None), SlotSet("phone_number", None),
             workflow_event("appointment.booked", "booking", True, appointment_id=appointment.id,
                            service=appointment.service, start=appointment.start.isoformat(),
-                           staff=appointment.staff),
+                           staff=appointment.staff, customer_name=name),
         ]
 
 
@@ -332,6 +340,32 @@ class ActionBookingDeclined(_BookingAction):
                   domain: DomainDict) -> List[EventType]:
         dispatcher.utter_message(text="No problem, I haven't booked anything. Anything else I can do for you?")
         return RESET_BOOKING
+
+
+class ActionAcknowledgeYes(_BookingAction):
+    """A yes the bot did not ask for: Confirm on an appointment reminder thanks the customer for that
+    appointment; any other yes gets the usual "anything else?"."""
+
+    def name(self) -> Text:
+        return "action_acknowledge_yes"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                  domain: DomainDict) -> List[EventType]:
+        answered = answered_appointment(tracker)
+        appointment = None
+        if answered:
+            try:
+                appointment = next((a for a in await call(self.booking.upcoming, customer_id=customer_id(tracker))
+                                    if a.id == answered), None)
+            except ServiceError as exc:
+                log.error("could not list appointments: %s", exc)
+        if appointment is None:
+            dispatcher.utter_message(response="utter_anything_else")
+            return []
+        dispatcher.utter_message(
+            text=f"Thanks for confirming! Your {appointment.service} with {appointment.staff} is on "
+                 f"{when(appointment.start)}. See you then!")
+        return []
 
 
 class ActionCheckAvailability(_BookingAction):

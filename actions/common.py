@@ -49,6 +49,17 @@ def customer_id(tracker: Tracker) -> str:
     return str(user) if user else tracker.sender_id
 
 
+def answered_appointment(tracker: Tracker) -> Optional[str]:
+    """The appointment a reminder was about, when the latest message is a button pressed on it.
+
+    The API puts it in the message's own metadata (`appointment_id`); only the latest message
+    counts, never the session's first (a reminder answered once says nothing about later turns).
+    """
+    meta = (tracker.latest_message or {}).get("metadata")
+    value = meta.get("appointment_id") if isinstance(meta, dict) else None
+    return str(value) if value else None
+
+
 def turn_key(tracker: Tracker) -> str | None:
     """`<conversation>:<message id>` of the user message this turn answers; None without one.
 

@@ -29,6 +29,8 @@ from conversation_api.locks import ConversationLocks, InProcessLocks, PostgresLo
 from conversation_api.metrics import sessions as session_metrics
 from conversation_api.ratelimit import MessageRateLimiter
 from conversation_api.redrive import Redriver
+from conversation_api.reminders.scheduler import ReminderScheduler
+from conversation_api.reminders.service import ReminderPolicy
 from conversation_api.review.backlog import backlog_task
 from conversation_api.settings import Settings
 from conversation_api.unit_of_work import ConversationUnitOfWork
@@ -59,6 +61,7 @@ class Container:
     review_backlog: PeriodicTask
     rate_limit_pool: ConnectionPool | None = None
     whatsapp: WhatsAppConnector | None = None
+    reminders: ReminderScheduler | None = None
 
     def start(self) -> None:
         """Start the background tasks (handoff sweeper, outbox relay, session sweeper)."""
@@ -67,8 +70,12 @@ class Container:
         self.session_sweeper.start()
         self.redriver.start()
         self.review_backlog.start()
+        if self.reminders is not None:
+            self.reminders.start()
 
     async def aclose(self) -> None:
+        if self.reminders is not None:
+            await self.reminders.stop()
         if self.whatsapp is not None:
             await self.whatsapp.aclose()
         await self.redriver.stop()
@@ -104,7 +111,10 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
     tracker_sync = TrackerSync(sessions=sessions, bot=bot)
     bus = build_bus(settings)
     session_metrics.configure(idle_gap_seconds=settings.session_idle_gap_seconds)
-    gateway = MessageGateway(sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync)
+    reminder_policy = ReminderPolicy.of(settings) if settings.reminder_template else None
+    gateway = MessageGateway(
+        sessions=sessions, bot=bot, locks=locks, tracker_sync=tracker_sync, reminders=reminder_policy
+    )
     rate_limiter, rate_limit_pool = build_rate_limiter(settings)
     container = Container(
         settings=settings,
@@ -155,7 +165,25 @@ def build_container(settings: Settings, *, bot: Bot | None = None) -> Container:
 
         container.whatsapp = build_whatsapp(settings, sessions=sessions, gateway=container.gateway, locks=locks)
         container.channels.register("whatsapp", container.whatsapp.channel)
+    if reminder_policy is not None:
+        container.reminders = build_reminders(settings, container, reminder_policy)
     return container
+
+
+def build_reminders(settings: Settings, container: Container, policy: ReminderPolicy) -> ReminderScheduler:
+    """The appointment reminder scheduler (every replica runs one; they share the table)."""
+    return ReminderScheduler(
+        sessions=container.sessions,
+        uow=container.uow,
+        channels=container.channels,
+        policy=policy,
+        template=settings.reminder_template,
+        language=settings.reminder_template_language,
+        customer_spacing=settings.reminder_customer_spacing_seconds,
+        lease_seconds=settings.reminder_lease_seconds,
+        max_attempts=settings.reminder_max_attempts,
+        poll_seconds=settings.reminder_poll_seconds,
+    )
 
 
 def redis_client(url: str, *, socket_timeout: float) -> Redis:

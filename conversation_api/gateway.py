@@ -52,6 +52,8 @@ from conversation_api.metrics.instruments import (
     IDEMPOTENT_REPLAYS,
     TURNS_REDRIVEN,
 )
+from conversation_api.reminders import service as reminders
+from conversation_api.reminders.service import ReminderPolicy
 from conversation_api.unit_of_work import ConversationUnitOfWork, ConversationWork
 
 log = logging.getLogger(__name__)
@@ -105,9 +107,12 @@ class MessageGateway:
         bot: Bot,
         locks: ConversationLocks,
         tracker_sync: TrackerSync | None = None,
+        reminders: ReminderPolicy | None = None,
     ) -> None:
         self._sessions = sessions
         self._bot = bot
+        # When set, the bot's appointment outcomes put, move and drop reminders (reminders/service.py).
+        self._reminders = reminders
         self._uow = ConversationUnitOfWork(sessions=sessions, locks=locks)
         self._sync = tracker_sync or TrackerSync(sessions=sessions, bot=bot)
 
@@ -264,6 +269,25 @@ class MessageGateway:
                     events=[],
                 )
             return message.id
+
+    async def reminder_answered(self, *, message_id: int, payload: str) -> str | None:
+        """A customer pressed a button of the stored message `message_id`: if it was an appointment
+        reminder, the appointment it was about (the bot's flow works on that one), and a Confirm
+        (`/affirm`) is recorded; None otherwise."""
+        async with self._sessions() as session:
+            reminder = await reminders.reminder_of_message(session, message_id=message_id)
+        if reminder is None:
+            return None
+        if payload.strip().startswith("/affirm"):
+            async with self._uow.conversation(reminder.conversation_id) as work, work.transaction() as session:
+                await reminders.record_confirmation(session, reminder_id=reminder.id, now=utcnow())
+        log.info(
+            "reminder answered conversation_id=%s appointment_id=%s payload=%s",
+            reminder.conversation_id,
+            reminder.appointment_id,
+            payload,
+        )
+        return reminder.appointment_id
 
     async def replies(self, *, message_id: int) -> list[Message]:
         """The bot's stored replies to a customer message, in order (what a channel still has to deliver)."""
@@ -459,6 +483,11 @@ class MessageGateway:
                     events=record.events,
                 )
                 await turns.record_bot_feedback(session, conversation=conversation, record=record)
+                if self._reminders is not None and turn.workflows:
+                    policy = self._reminders
+                    await reminders.apply_outcomes(
+                        session, conversation=conversation, outcomes=turn.workflows, policy=policy, now=utcnow()
+                    )
                 outcome = record.outcome
                 # Triggers take effect from the next message; this turn's reply is still the bot's.
                 reply.handed_off = (

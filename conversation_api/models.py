@@ -7,9 +7,11 @@ from conversation_api.events.outbox import OutboxEvent
 from conversation_api.feedback.models import Feedback
 from conversation_api.handoff.models import ConversationHandoff, HandoffTransition
 from conversation_api.metrics.sessions import ConversationSession
+from conversation_api.reminders.models import AppointmentReminder
 from conversation_api.review.models import ReviewAnnotation, ReviewDecision, ReviewFlag
 
 __all__ = [
+    "AppointmentReminder",
     "Conversation",
     "ConversationHandoff",
     "ConversationSession",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse as parse_rate_limit
 from pydantic import Field, field_validator, model_validator
@@ -45,6 +47,19 @@ def parse_phone_numbers(value: str) -> dict[str, str]:
             raise ValueError(f"WHATSAPP_PHONE_NUMBER_ID: phone number id {number} is listed twice")
         numbers[number] = name or number
     return numbers
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """`HH:MM-HH:MM` (it may wrap past midnight) -> (start, end); empty -> None; ValueError otherwise."""
+    if not value.strip():
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ValueError(f"REMINDER_QUIET_HOURS: {value!r} is not HH:MM-HH:MM (e.g. 21:00-08:00)") from None
+    if start == end:
+        raise ValueError(f"REMINDER_QUIET_HOURS: {value!r} starts and ends at the same time")
+    return start, end
 
 
 class Settings(BaseSettings):
@@ -198,6 +213,22 @@ class Settings(BaseSettings):
         default=True,
         description="A customer's STOP also stops utility and authentication templates (marketing ones always stop).",
     )
+    # Appointment reminders (conversation_api/reminders/): a utility template before each booked appointment.
+    reminder_template: str = Field(
+        default="appointment_reminder", description="The registry's template a reminder sends; empty turns them off."
+    )
+    reminder_template_language: str | None = Field(default=None, description="Its language, if it has several.")
+    reminder_lead_hours: float = Field(default=24, gt=0, description="Hours before the appointment a reminder goes.")
+    reminder_quiet_hours: str = Field(
+        default="21:00-08:00", description="HH:MM-HH:MM in BUSINESS_TIMEZONE when no reminder goes out; empty: none."
+    )
+    business_timezone: str = Field(default="Europe/London", description="The business's time zone (as salon.yml).")
+    reminder_customer_spacing_seconds: float = Field(
+        default=6, ge=0, description="Least time between two reminders to one customer (Meta's 131056 pacing)."
+    )
+    reminder_poll_seconds: float = Field(default=5, gt=0, description="Seconds between the scheduler's passes.")
+    reminder_lease_seconds: float = Field(default=60, gt=0, description="A claimed reminder is taken up after this.")
+    reminder_max_attempts: int = Field(default=5, ge=1, description="Failed sends before a reminder is failed.")
 
     @field_validator("database_url")
     @classmethod
@@ -250,6 +281,21 @@ class Settings(BaseSettings):
         if self.whatsapp_phone_number_id:
             parse_phone_numbers(self.whatsapp_phone_number_id)  # raises ValueError saying which entry is wrong
         return self
+
+    @field_validator("reminder_quiet_hours")
+    @classmethod
+    def _valid_quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)  # raises ValueError saying what it could not read
+        return value.strip()
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"BUSINESS_TIMEZONE: unknown time zone {value!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _one_process_on_sqlite(self) -> Settings:

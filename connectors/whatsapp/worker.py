@@ -362,13 +362,18 @@ class InboundWorker:
             return await self._answer_media(row, conversation, media_reply)
         # A repeat (a previous attempt crashed, or the bot was down) is idempotent by the wamid: the
         # gateway answers it from the store, or sends that same stored message to the bot again.
+        metadata: dict[str, Any] = {"whatsapp": {"wa_id": row.wa_id, "type": row.type, "wamid": row.wamid}}
+        appointment_id = await self._reminder_answered(row)
+        if appointment_id is not None:
+            # A reminder's Confirm / Reschedule / Cancel: the bot's flow works on that appointment.
+            metadata["appointment_id"] = appointment_id
         reply = await self._gateway.handle(
             user_id=conversation.user_id,
             conversation_id=cid,
             text=row.bot_text,
             channel=Channel.whatsapp.value,
             external_id=row.wamid,
-            metadata={"whatsapp": {"wa_id": row.wa_id, "type": row.type, "wamid": row.wamid}},
+            metadata=metadata,
             # The bot gets a button's id; the conversation shows what the customer saw, the id in the payload.
             shown=None if (row.type == "text" and row.bot_text == row.text) else shown,
         )
@@ -377,6 +382,20 @@ class InboundWorker:
             return reply.user_message_id
         await self._deliver_replies(row, conversation, reply.user_message_id)
         return reply.user_message_id
+
+    async def _reminder_answered(self, row: WhatsAppInbound) -> str | None:
+        """The appointment of the reminder whose quick reply this is (Meta's `context.id` is the template's wamid)."""
+        context = row.raw.get("context") if isinstance(row.raw, dict) else None
+        replied_to = context.get("id") if isinstance(context, dict) else None
+        if row.type != "button" or not replied_to or row.bot_text is None:
+            return None
+        async with self._sessions() as session:
+            message_id = await session.scalar(
+                select(WhatsAppOutbound.message_id).where(WhatsAppOutbound.wamid == str(replied_to))
+            )
+        if message_id is None:
+            return None
+        return await self._gateway.reminder_answered(message_id=message_id, payload=row.bot_text)
 
     async def _consent_keyword(self, row: WhatsAppInbound, conversation: Conversation, action: str) -> int:
         """STOP / START (or a configured keyword): record it in the consent ledger and confirm in one reply.

@@ -175,3 +175,11 @@ def count_review_decision(*, decision: str, predicted_intent: str | None, intent
 
 def set_review_backlog(size: int) -> None:
     REVIEW_BACKLOG.set(size)
+
+
+REMINDERS = Counter(
+    "reviewbot_appointment_reminders",
+    "Appointment reminders by outcome: scheduled, sent, failed, interrupted, skipped, cancelled (the appointment "
+    "was), and the customer's answer to a sent one: confirmed, rescheduled, cancelled_by_customer.",
+    ["outcome"],
+)

@@ -5,6 +5,7 @@ from datetime import timedelta
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.booking import (
+    ActionAcknowledgeYes,
     ActionAskBookingConfirmation,
     ActionAskCancelAppointment,
     ActionBookAppointment,
@@ -268,6 +269,43 @@ async def test_cancel_asks_first_then_cancels(booking, crm, business, dispatcher
         "cancel_appointment",
         True,
     )
+
+
+async def test_cancel_from_a_reminder_asks_about_the_reminded_appointment(booking, crm, business, dispatcher, open_day):
+    booking.book(customer_id="user-1", service="massage", start=at(business, open_day, 11))
+    later = booking.book(customer_id="user-1", service="haircut", start=at(business, open_day + timedelta(days=1), 10))
+    tracker = make_tracker("/cancel_appointment", "cancel_appointment")
+    tracker.latest_message["metadata"]["appointment_id"] = later.id  # the API: a button pressed on its reminder
+    events = await ActionAskCancelAppointment(booking=booking, crm=crm, business=business).run(dispatcher, tracker, {})
+    assert slot_events(events)["appointment_id"] == later.id
+    assert "haircut" in texts(dispatcher)
+
+
+async def test_confirm_on_a_reminder_thanks_for_that_appointment(booking, crm, business, dispatcher, open_day):
+    booking.book(customer_id="user-1", service="massage", start=at(business, open_day, 11))
+    later = booking.book(customer_id="user-1", service="haircut", start=at(business, open_day + timedelta(days=1), 10))
+    tracker = make_tracker("/affirm", "affirm")
+    tracker.latest_message["metadata"]["appointment_id"] = later.id
+    await ActionAcknowledgeYes(booking=booking, crm=crm, business=business).run(dispatcher, tracker, {})
+    said = texts(dispatcher)
+    assert len(dispatcher.messages) == 1 and said.startswith("Thanks for confirming! Your haircut") and "10:00" in said
+
+
+async def test_a_yes_out_of_context_asks_what_else(booking, crm, business, dispatcher):
+    await ActionAcknowledgeYes(booking=booking, crm=crm, business=business).run(
+        dispatcher, make_tracker("yes", "affirm"), {}
+    )
+    assert dispatcher.messages[0]["response"] == "utter_anything_else"
+
+
+async def test_a_booking_reports_the_customer_s_name_for_its_reminder(booking, crm, business, dispatcher, open_day):
+    crm.get_or_create(customer_id="user-1")
+    crm.update(customer_id="user-1", name="Maria Lopez")
+    action = ActionBookAppointment(booking=booking, crm=crm, business=business)
+    events = await action.run(
+        dispatcher, make_tracker(slots={"service": "haircut", "date": open_day.isoformat(), "time": "15:00"}), {}
+    )
+    assert workflow(events)["data"]["customer_name"] == "Maria Lopez"
 
 
 async def test_cancel_with_nothing_booked(booking, crm, business, dispatcher):
