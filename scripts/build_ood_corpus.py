@@ -5,7 +5,7 @@ Classification and Out-of-Scope Prediction", CC BY 3.0, github.com/clinc/oos-eva
 Only its *train* and *validation* splits are read; its test splits are never opened, because they
 are what a fair check of the detector uses.
 
-    python scripts/build_ood_corpus.py /path/to/data_full.json /path/to/domains.json
+    .venv/bin/python scripts/build_ood_corpus.py /path/to/data_full.json /path/to/domains.json
 
 writes
 - rasa_project/ood/clinc_train.txt: one message a line, from the train split (domains this business
@@ -22,36 +22,25 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
-import string
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# How the project compares NLU examples (the overlap test and the review export use it too).
+from conversation_api.review.export import examples_of, normalise  # noqa: E402
+
 # CLINC domains that are requests to other businesses or general assistants, not small talk or
 # the assistant's own controls (small_talk and meta hold greetings, thanks, yes/no, cancel).
 DOMAINS = ("banking", "credit_cards", "kitchen_and_dining", "home", "auto_and_commute", "travel", "utility", "work")
 # In-domain here: this shop takes orders and tracks them.
 SKIP_INTENTS = {"order", "order_status"}
 DEV_PER_INTENT = 4
-ANNOTATION = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
-
-
-def normalise(text: str) -> str:
-    text = ANNOTATION.sub(lambda match: match.group(1), text).lower()
-    return " ".join(text.translate(str.maketrans("", "", string.punctuation)).split())
 
 
 def yaml_examples(folder: Path, skip: Path | None = None) -> set[str]:
-    found: set[str] = set()
-    for path in folder.rglob("*.yml"):
-        if path == skip:
-            continue
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if line.startswith("- "):
-                found.add(normalise(line[2:]))
-    return found
+    return {normalise(e) for path in folder.rglob("*.yml") if path != skip for _, e in examples_of(path)}
 
 
 def main() -> int:
