@@ -5,22 +5,8 @@ The page holds no data; it calls the review API with the token the designer past
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from conversation_api.console_pages import page_router
 
-PAGE = Path(__file__).parent / "static" / "review.html"
-
-router = APIRouter(include_in_schema=False)
-
-
-@cache
-def _page() -> str:
-    return PAGE.read_text(encoding="utf-8")
-
-
-@router.get("/console/review", response_class=HTMLResponse)
-async def review_console() -> HTMLResponse:
-    return HTMLResponse(_page(), headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY"})
+router = page_router("/console/review", Path(__file__).parent / "static" / "review.html")
