@@ -28,43 +28,30 @@ from tests.support.whatsapp import (
     button_payload,
     new_wa_id,
     new_wamid,
+    reminder_graph,
     signed,
     text_payload,
     wait_until,
     whatsapp_env,
     whatsapp_settings,
+    write_reminder_templates,
 )
 
 pytestmark = pytest.mark.e2e
 
 TZ = ZoneInfo("Europe/London")
-TEMPLATES = """
-templates:
-  - name: appointment_reminder
-    language: en_US
-    category: utility
-    body: "Reminder: your {{1}} on {{2}} at {{3}}. Will you make it?"
-    parameters: [service, date, time]
-    buttons:
-      - {text: Confirm, payload: /affirm}
-      - {text: Reschedule, payload: /reschedule_appointment}
-      - {text: Cancel, payload: /cancel_appointment}
-"""
 
 
 @pytest.fixture(scope="module")
 def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph().start()
-    fake.approve("appointment_reminder", "en_US", "utility", parameters=3, quick_replies=3)
+    fake = reminder_graph()
     yield fake
     fake.stop()
 
 
 @pytest.fixture(scope="module")
 def templates_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("reminders-e2e") / "templates.yml"
-    path.write_text(TEMPLATES)
-    return path
+    return write_reminder_templates(tmp_path_factory.mktemp("reminders-e2e"))
 
 
 @pytest.fixture(scope="module")

@@ -36,21 +36,16 @@ from conversation_api.settings import Settings
 from tests.support.database import migrated_schema
 from tests.support.fake_graph import FakeGraph
 from tests.support.stack import ROOT, database_env
-from tests.support.whatsapp import new_wa_id, wait_until, whatsapp_env, whatsapp_settings
+from tests.support.whatsapp import (
+    new_wa_id,
+    reminder_graph,
+    wait_until,
+    whatsapp_env,
+    whatsapp_settings,
+    write_reminder_templates,
+)
 
 LONDON = ZoneInfo("Europe/London")
-TEMPLATES = """
-templates:
-  - name: appointment_reminder
-    language: en_US
-    category: utility
-    body: "Reminder: your {{1}} on {{2}} at {{3}}. Will you make it?"
-    parameters: [service, date, time]
-    buttons:
-      - {text: Confirm, payload: /affirm}
-      - {text: Reschedule, payload: /reschedule_appointment}
-      - {text: Cancel, payload: /cancel_appointment}
-"""
 POLICY = ReminderPolicy(lead=timedelta(hours=24), quiet=(time(21), time(8)), tz=LONDON)
 
 
@@ -75,17 +70,14 @@ def schema() -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def graph() -> Iterator[FakeGraph]:
-    fake = FakeGraph().start()
-    fake.approve("appointment_reminder", "en_US", "utility", parameters=3, quick_replies=3)
+    fake = reminder_graph()
     yield fake
     fake.stop()
 
 
 @pytest.fixture(scope="module")
 def templates_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("reminders") / "templates.yml"
-    path.write_text(TEMPLATES)
-    return path
+    return write_reminder_templates(tmp_path_factory.mktemp("reminders"))
 
 
 @pytest.fixture

@@ -181,3 +181,31 @@ def button_payload(wa_id: str, text: str, payload: str, *, wamid: str | None = N
     message = fixture("button", WA_ID=wa_id, WAMID=wamid or new_wamid())
     message["entry"][0]["changes"][0]["value"]["messages"][0]["button"] = {"payload": payload, "text": text}
     return message
+
+
+# The appointment reminder template as the operator's registry file holds it (docs/whatsapp.md).
+REMINDER_TEMPLATES = """
+templates:
+  - name: appointment_reminder
+    language: en_US
+    category: utility
+    body: "Reminder: your {{1}} on {{2}} at {{3}}. Will you make it?"
+    parameters: [service, date, time]
+    buttons:
+      - {text: Confirm, payload: /affirm}
+      - {text: Reschedule, payload: /reschedule_appointment}
+      - {text: Cancel, payload: /cancel_appointment}
+"""
+
+
+def reminder_graph() -> FakeGraph:
+    """A started Graph stand-in on which Meta approved the reminder template."""
+    fake = FakeGraph().start()
+    fake.approve("appointment_reminder", "en_US", "utility", parameters=3, quick_replies=3)
+    return fake
+
+
+def write_reminder_templates(directory: Path) -> Path:
+    path = directory / "templates.yml"
+    path.write_text(REMINDER_TEMPLATES)
+    return path
