@@ -23,6 +23,11 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9£]+", " ", text.lower()).strip()
 
 
+def singular(word: str) -> str:
+    """"brushes" -> "brushe", "gels" -> "gel", "gloss" stays: the same rule on both sides is all a match needs."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
 @dataclass(frozen=True)
 class ServiceInfo:
     name: str
@@ -140,6 +145,18 @@ class Business:
     # --- shop ---------------------------------------------------------------
     def product_names(self) -> List[str]:
         return [p.name for p in self.products]
+
+    def carries(self, wanted: str, sku: str) -> bool:
+        """Whether the product `sku` is what the customer's words name: each word of `wanted`
+        (plural or not) is in its name, a synonym or its category. "tea tree shampoo" finds the
+        argan shampoo in a search, but it is not what was asked for."""
+        product = next((p for p in self.products if p.sku == sku), None)
+        if product is None:
+            return False
+        names = (product.name, *product.synonyms, product.category)
+        known = {singular(word) for name in names for word in _key(name).split()}
+        words = [singular(word) for word in _key(wanted).split()]
+        return bool(words) and all(word in known for word in words)
 
 
 def _hhmm(text: str) -> time:

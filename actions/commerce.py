@@ -130,8 +130,14 @@ class ActionSearchProducts(_ShopAction):
             return []
         lines = [f"- {p.name}: {self.biz.money(p.price)}" + (f" ({p.stock} in stock)" if p.stock else " (out of stock)")
                  for p in found]
+        named = latest_entity(tracker, "product")
+        if named and not any(self.biz.carries(named, p.sku) for p in found):
+            # "tea tree shampoo" finds shampoos, but not that one: say so before offering them.
+            heading = f"Sorry, we don't carry {named}. The closest we have:"
+        else:
+            heading = "Here's what I found:"
         dispatcher.utter_message(
-            text="Here's what I found:\n" + "\n".join(lines) + "\nTap one to add it to your cart.",
+            text=heading + "\n" + "\n".join(lines) + "\nTap one to add it to your cart.",
             buttons=[{"title": f"Add {p.name}", "payload": _payload("add_to_cart", product=p.name, quantity="1")}
                      for p in found if p.stock > 0])
         return [SlotSet("product", found[0].name if len(found) == 1 else None)]

@@ -2,13 +2,13 @@
 
     python scripts/nlu_scores.py results/nlu-heldout/heldout --label heldout --min-intent 0.94 \
         --min-entity 0.92 --min-entity-each email=0.98,phone_number=0.98,order_id=0.98 \
-        --owner RegexEntityExtractor=email,phone_number,order_id
+        --owner RegexEntityExtractor=email,phone_number,order_id --owner ProductMentionExtractor=product
     python scripts/nlu_scores.py results/nlu-heldout/ood_dev --label ood_dev --ood \
         --model models/current.tar.gz --nlu tests/nlu/ood/ood_dev.yml --min-rejected 0.90 --max-write 0.02
 
 Rasa scores each entity extractor on its own against every annotation. The bot uses one
 extractor per entity (--owner: the pattern extractor for addresses, numbers and order
-references, DIET for the rest), so an entity's figures come from its owner's report and the
+references, the product-mention extractor for products, DIET for the rest), so an entity's figures come from its owner's report and the
 overall micro F1 is summed over the entities from those figures.
 
 --ood scores a set of messages the business does not serve (all annotated out_of_scope): the

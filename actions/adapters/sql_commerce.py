@@ -22,6 +22,7 @@ from actions.adapters.sql_db import (
     utcnow,
 )
 from actions.adapters.sql_idempotency import once
+from actions.business import singular
 from actions.ports import Cart, CartLine, EmptyCart, InvalidState, NotFound, Order, OutOfStock, Product
 
 CANCELLABLE = {"placed"}
@@ -29,10 +30,6 @@ CANCELLABLE = {"placed"}
 
 def _words(text: str) -> List[str]:
     return [w for w in re.findall(r"[a-z0-9£]+", text.lower()) if w not in {"a", "the", "some", "any", "of", "for"}]
-
-
-def _singular(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 def score(query: str, name: str, category: str, synonyms: str) -> float:
@@ -45,8 +42,8 @@ def score(query: str, name: str, category: str, synonyms: str) -> float:
         return 100.0
     if wanted in (category.lower(), category.lower() + "s"):
         return 50.0
-    haystack = {_singular(w) for w in _words(" ".join(names + [category]))}
-    query_words = [_singular(w) for w in _words(query)]
+    haystack = {singular(w) for w in _words(" ".join(names + [category]))}
+    query_words = [singular(w) for w in _words(query)]
     hits = sum(1 for w in query_words if w in haystack)
     if not hits:
         return 0.0

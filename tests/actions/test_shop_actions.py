@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from actions.commerce import (
     ActionAddToCart,
     ActionAskCancelOrder,
@@ -42,6 +44,27 @@ async def test_search_finds_nothing(commerce, crm, business, dispatcher):
         dispatcher, make_tracker("do you have lawnmowers", "search_product", entities={"product": "lawnmower"}), {}
     )
     assert "we don't carry lawnmower" in texts(dispatcher) and "shampoo" in texts(dispatcher)
+
+
+async def test_a_product_we_lack_is_named_before_the_closest_we_have(family, business, dispatcher):
+    """On the real adapters (SQLite, PostgreSQL, HTTP), whose search also finds partial matches."""
+    await shop(ActionSearchProducts, family.commerce, family.crm, business).run(
+        dispatcher,
+        make_tracker("is there tea tree shampoo in your shop", "search_product",
+                     entities={"product": "tea tree shampoo"}),
+        {},
+    )
+    said = texts(dispatcher)
+    assert said.startswith("Sorry, we don't carry tea tree shampoo. The closest we have:")
+    assert "argan shampoo" in said and dispatcher.messages[0]["buttons"]
+
+
+@pytest.mark.parametrize("named", ["shampoos", "Hair Gels", "argan oil", "nail polish"])
+async def test_a_product_we_carry_by_any_of_its_names_is_simply_found(named, family, business, dispatcher):
+    await shop(ActionSearchProducts, family.commerce, family.crm, business).run(
+        dispatcher, make_tracker(f"do you sell {named}", "search_product", entities={"product": named}), {}
+    )
+    assert texts(dispatcher).startswith("Here's what I found:")
 
 
 async def test_add_to_cart_with_quantity_then_view(commerce, crm, business, dispatcher):

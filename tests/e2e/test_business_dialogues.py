@@ -127,6 +127,17 @@ def test_buy_two_products_and_check_the_order(api: httpx.Client, token: TokenFac
     assert order_id in status_reply and "placed" in status_reply
 
 
+def test_ask_for_products_the_shop_does_not_carry(api: httpx.Client, token: TokenFactory) -> None:
+    """The product is read off the question even when the catalogue (and so DIET) has never seen it."""
+    gina = Customer(api, token, "e2e-biz-gina")
+    assert "Sorry, we don't carry perfume. We stock" in gina.say("do you sell perfume?")
+    closest = gina.say("is there tea tree shampoo in your shop")
+    assert closest.startswith("Sorry, we don't carry tea tree shampoo. The closest we have:")
+    assert "argan shampoo: £12.50" in closest
+    assert gina.say("have you got dry shampoo").startswith("Sorry, we don't carry dry shampoo. The closest")
+    assert gina.say("any hairspray in stock?").startswith("Here's what I found:\n- hair spray: £8.50")
+
+
 def test_update_an_email(api: httpx.Client, token: TokenFactory, stack_settings: Settings) -> None:
     erin = Customer(api, token, "e2e-biz-erin")
     reply = erin.say("my email is erin.walsh@example.com")
