@@ -146,17 +146,17 @@ class Business:
     def product_names(self) -> List[str]:
         return [p.name for p in self.products]
 
-    def carries(self, wanted: str, sku: str) -> bool:
-        """Whether the product `sku` is what the customer's words name: each word of `wanted`
-        (plural or not) is in its name, a synonym or its category. "tea tree shampoo" finds the
-        argan shampoo in a search, but it is not what was asked for."""
-        product = next((p for p in self.products if p.sku == sku), None)
-        if product is None:
-            return False
-        names = (product.name, *product.synonyms, product.category)
-        known = {singular(word) for name in names for word in _key(name).split()}
-        words = [singular(word) for word in _key(wanted).split()]
-        return bool(words) and all(word in known for word in words)
+    def synonyms_of(self, sku: str) -> Tuple[str, ...]:
+        """The other names customers use for a product of the catalogue (none for an unknown sku)."""
+        return next((p.synonyms for p in self.products if p.sku == sku), ())
+
+
+def names_cover(wanted: str, names: Tuple[str, ...]) -> bool:
+    """Whether every word of `wanted` (plural or not) is in one of `names`: "tea tree shampoo" is not
+    covered by ("argan shampoo", "shampoo"), though a search for it finds the argan shampoo."""
+    known = {singular(word) for name in names for word in _key(name).split()}
+    words = [singular(word) for word in _key(wanted).split()]
+    return bool(words) and all(word in known for word in words)
 
 
 def _hhmm(text: str) -> time:

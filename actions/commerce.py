@@ -26,6 +26,7 @@ from actions.common import (
     utter_unavailable,
     workflow_event,
 )
+from actions.business import names_cover
 from actions.ports import (
     Cart,
     EmptyCart,
@@ -131,7 +132,7 @@ class ActionSearchProducts(_ShopAction):
         lines = [f"- {p.name}: {self.biz.money(p.price)}" + (f" ({p.stock} in stock)" if p.stock else " (out of stock)")
                  for p in found]
         named = latest_entity(tracker, "product")
-        if named and not any(self.biz.carries(named, p.sku) for p in found):
+        if named and not any(names_cover(named, (p.name, p.category, *self.biz.synonyms_of(p.sku))) for p in found):
             # "tea tree shampoo" finds shampoos, but not that one: say so before offering them.
             heading = f"Sorry, we don't carry {named}. The closest we have:"
         else:

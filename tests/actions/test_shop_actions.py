@@ -12,6 +12,7 @@ from actions.commerce import (
     ActionSearchProducts,
     ActionViewCart,
 )
+from actions.ports import Product
 from tests.actions.fakes import Broken, make_tracker, slot_events, workflow
 
 
@@ -65,6 +66,16 @@ async def test_a_product_we_carry_by_any_of_its_names_is_simply_found(named, fam
         dispatcher, make_tracker(f"do you sell {named}", "search_product", entities={"product": named}), {}
     )
     assert texts(dispatcher).startswith("Here's what I found:")
+
+
+async def test_a_product_only_the_commerce_service_knows_is_found_not_denied(commerce, crm, business, dispatcher):
+    """The shop's service may list products the bot's catalogue file has not caught up with."""
+    commerce.products["LB-001"] = Product(sku="LB-001", name="lip balm", category="skincare", price=3.0, stock=9)
+    commerce.synonyms["LB-001"] = []
+    await shop(ActionSearchProducts, commerce, crm, business).run(
+        dispatcher, make_tracker("looking for lip balms", "search_product", entities={"product": "lip balms"}), {}
+    )
+    assert texts(dispatcher).startswith("Here's what I found:\n- lip balm: £3.00 (9 in stock)")
 
 
 async def test_add_to_cart_with_quantity_then_view(commerce, crm, business, dispatcher):
