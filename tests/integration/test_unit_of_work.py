@@ -84,7 +84,10 @@ async def test_two_app_instances_serialise_one_conversation_in_arrival_order(sch
             bot.most_at_once, bot.calls = 0, []
 
         async def send(n: int) -> httpx.Response:
-            await asyncio.sleep(n * 0.05)  # arrival order: m01 first, m20 last
+            # Arrival order: m01 first, m20 last. 0.1 s apart, so that a stall of the loaded 2-core
+            # machine (another process, a collection) can't swap two arrivals; each turn takes
+            # 0.15 s, so waiters still queue on the lock (up to ~7 at the end).
+            await asyncio.sleep(n * 0.1)
             return await post(one if n % 2 else two, token("ada"), "ada", f"m{n:02d}", cid)
 
         responses = await asyncio.gather(*(send(n) for n in range(1, 21)))
