@@ -69,6 +69,8 @@ TRIGGERS = [
     r"price (?:of|on|for)",
     r"cost of",
 ]
+# A trigger counts where it starts a word and is followed by a space.
+TRIGGER_PATTERNS = [re.compile(rf"(?:^|(?<=[\s,.!?]))(?:{trigger})(?=\s)") for trigger in TRIGGERS]
 # Words a mention never starts with: an article or quantifier before it is left out of it...
 LEADING = {
     "a", "an", "any", "some", "the", "your", "ur", "you", "u", "more", "of", "bottle", "bottles", "tube", "tubes",
@@ -81,7 +83,7 @@ ENDINGS = {
     "there", "here", "left", "still", "by", "that", "which", "if", "cos", "because", "i", "you",
     "u", "is", "are", "would", "does", "do", "be", "this", "these",
 }
-# A mention that is one of these is no product: "do you sell anything for beards".
+# A mention that starts with one of these is no product: "do you sell anything for beards".
 NOT_PRODUCTS = {
     "anything", "something", "stuff", "things", "products", "product", "items", "item", "it", "them",
     "that", "this", "one", "ones", "those", "these", "what", "much", "many", "stock", "sale", "shop",
@@ -93,13 +95,15 @@ NOT_PRODUCTS = {
 }
 MAX_WORDS = 4
 WORD = re.compile(r"[\w£'&+-]+")
+# The next word and the spaces before it; anything else between two words (punctuation) ends a phrase.
+NEXT_WORD = re.compile(r"( *)([\w£'&+-]+)")
 
 
 def mentions(text: str) -> list[tuple[int, int]]:
     """(start, end) of each product mention the phrasing shows in `text`."""
     lowered = text.lower()
     found: list[tuple[int, int]] = []
-    for trigger in _TRIGGER_PATTERNS:
+    for trigger in TRIGGER_PATTERNS:
         for match in trigger.finditer(lowered):
             span = _phrase_after(lowered, match.end())
             if span and not any(start < span[1] and span[0] < end for start, end in found):
@@ -111,29 +115,19 @@ def _phrase_after(text: str, position: int) -> tuple[int, int] | None:
     """The noun phrase that starts at `position`: up to MAX_WORDS words, no article, no ending."""
     words: list[tuple[int, int]] = []
     cursor = position
-    while True:
-        spaces = len(text[cursor:]) - len(text[cursor:].lstrip(" "))
-        # Anything but spaces between two words (punctuation) ends the phrase.
-        match = WORD.match(text, cursor + spaces)
-        if match is None or (words and spaces == 0):
-            break
-        word = match.group(0)
-        cursor = match.end()
+    while (match := NEXT_WORD.match(text, cursor)) and (not words or match.group(1)):
+        word, cursor = match.group(2), match.end()
         if not words and word in LEADING:
             continue
         if word in ENDINGS or len(words) == MAX_WORDS:
             break
-        words.append(match.span())
+        words.append(match.span(2))
     if not words:
         return None
     start, end = words[0][0], words[-1][1]
-    phrase = text[start:end]
-    if phrase.split()[0] in NOT_PRODUCTS or phrase.isdigit():
+    if text[start : words[0][1]] in NOT_PRODUCTS or text[start:end].isdigit():
         return None
     return start, end
-
-
-_TRIGGER_PATTERNS = [re.compile(rf"(?:^|(?<=[\s,.!?]))(?:{trigger})(?=\s)") for trigger in TRIGGERS]
 
 
 def key(phrase: str) -> str:
@@ -221,7 +215,7 @@ class ProductMentionExtractor(GraphComponent, EntityExtractorMixin):
             intent = (message.get(INTENT) or {}).get(INTENT_NAME_KEY)
             if intent in intents and not text.startswith("/"):
                 tagged = self._merge(text, tagged)
-            if not tagged and len(others) == len(entities):
+            if not tagged:  # none from DIET, none read off the phrasing: nothing to settle
                 continue
             products = [{**entity, EXTRACTOR: self.name} for entity in tagged]
             merged = sorted(others + products, key=lambda entity: entity.get(ENTITY_ATTRIBUTE_START) or 0)
