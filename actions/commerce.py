@@ -98,9 +98,7 @@ def order_not_found(tracker: Tracker) -> str:
 
 
 def _query(tracker: Tracker) -> str:
-    product = latest_entity(tracker, "product")
-    if product:
-        return product
+    """What to search for when the message names no product: its words without the filler."""
     words = _FILLER.sub(" ", latest_text(tracker).lower())
     return re.sub(r"[^\w£ -]+", " ", words).strip()
 
@@ -111,7 +109,8 @@ class ActionSearchProducts(_ShopAction):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                   domain: DomainDict) -> List[EventType]:
-        query = _query(tracker)
+        named = latest_entity(tracker, "product")
+        query = named or _query(tracker)
         if not query:
             categories = sorted({p.category for p in self.biz.products})
             dispatcher.utter_message(
@@ -131,7 +130,6 @@ class ActionSearchProducts(_ShopAction):
             return []
         lines = [f"- {p.name}: {self.biz.money(p.price)}" + (f" ({p.stock} in stock)" if p.stock else " (out of stock)")
                  for p in found]
-        named = latest_entity(tracker, "product")
         if named and not any(names_cover(named, (p.name, p.category, *self.biz.synonyms_of(p.sku))) for p in found):
             # "tea tree shampoo" finds shampoos, but not that one: say so before offering them.
             heading = f"Sorry, we don't carry {named}. The closest we have:"
