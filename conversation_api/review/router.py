@@ -6,11 +6,14 @@ designers, admins) may flag a message; the export is for admins.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from conversation_api.auth import Principal, Role
 from conversation_api.deps import AuthenticatedRoute, ContainerDep, CurrentUser, SessionDep
@@ -143,6 +146,18 @@ async def review_item(
     return await _detail(session, container, message_id)
 
 
+@asynccontextmanager
+async def _conversation_of_message(
+    message_id: int, session: AsyncSession, container: Any
+) -> AsyncIterator[AsyncSession]:
+    """One transaction in the unit of work of the message's conversation (404 for an unknown
+    message). The request's session is closed first, so it holds no connection while the lock waits."""
+    conversation_id = await service.conversation_of(session=session, message_id=message_id)
+    await session.close()
+    async with container.uow.conversation(conversation_id) as work, work.transaction() as tx:
+        yield tx
+
+
 def _invalid(loc: tuple[str | int, ...], message: str, value: Any) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": value}])
 
@@ -245,9 +260,7 @@ async def reopen(
     body: ReopenRequest | None = None,
 ) -> ItemDetail:
     """Put a reviewed message back in the queue (its decisions stay in the log)."""
-    conversation_id = await service.conversation_of(session=session, message_id=message_id)
-    await session.close()
-    async with container.uow.conversation(conversation_id) as work, work.transaction() as tx:
+    async with _conversation_of_message(message_id, session, container) as tx:
         message = await service.customer_message(session=tx, message_id=message_id)
         await service.reopen(session=tx, message=message, actor=principal.user_id, note=body.note if body else None)
         predicted = message.intent
@@ -276,9 +289,7 @@ async def flag(
     body: FlagRequest | None = None,
 ) -> FlagResponse:
     """Flag a customer message for review while handling its conversation (CSRs, designers, admins)."""
-    conversation_id = await service.conversation_of(session=session, message_id=message_id)
-    await session.close()
-    async with container.uow.conversation(conversation_id) as work, work.transaction() as tx:
+    async with _conversation_of_message(message_id, session, container) as tx:
         row, created = await service.flag(
             session=tx, message_id=message_id, actor=principal.user_id, note=body.note if body else None
         )
